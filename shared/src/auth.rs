@@ -1,0 +1,330 @@
+//! Tokens and roles: verifying Twitch-style extension JWTs, minting our own,
+//! and the `Caller` every handler receives.
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::ids::{ChannelId, ClientId, UserId, ViewerId};
+use crate::registry::{Extension, Registry};
+
+/// One deployment serves one environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    Sandbox,
+    Production,
+}
+
+impl Env {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Env::Sandbox => "sandbox",
+            Env::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Env {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sandbox" => Ok(Env::Sandbox),
+            "production" => Ok(Env::Production),
+            other => Err(format!("unknown environment {other:?} (sandbox|production)")),
+        }
+    }
+}
+
+/// Server roles. Twitch's `external` (an EBS-signed token) is our `backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Viewer,
+    Broadcaster,
+    Moderator,
+    Admin,
+    Backend,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "viewer" => Role::Viewer,
+            "broadcaster" => Role::Broadcaster,
+            "moderator" => Role::Moderator,
+            "admin" => Role::Admin,
+            "backend" | "external" => Role::Backend,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Broadcaster => "broadcaster",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+            Role::Backend => "backend",
+        }
+    }
+
+    /// Admin and backend act for the whole extension.
+    pub fn is_privileged(self) -> bool {
+        matches!(self, Role::Admin | Role::Backend)
+    }
+}
+
+/// The claims we read and write. Twitch's schema plus a few of our own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Claims {
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_unlinked: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_stage: Option<String>,
+    /// Our own: the extension a minted token belongs to (Twitch tokens omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Our own: the id of a PIN-issued token, inert until its PIN is validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_token: Option<String>,
+    /// Filler varied until the payload's base64url has no `-` or `_` (the
+    /// official client decodes it with plain `atob`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+}
+
+/// Who is calling, as proven by a verified token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client_id: ClientId,
+    pub role: Role,
+    /// None only for admin/backend tokens without a channel and unbound PIN tokens.
+    pub channel_id: Option<ChannelId>,
+    pub opaque_user_id: Option<String>,
+    pub user_id: Option<UserId>,
+    /// Set for PIN-issued tokens; the channel comes from the store once validated.
+    pub pin_token: Option<String>,
+}
+
+impl Caller {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "role {} may not do this",
+                self.role.as_str()
+            )))
+        }
+    }
+
+    pub fn require_privileged(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Admin, Role::Backend])
+    }
+
+    /// The channel the token is bound to.
+    pub fn channel(&self) -> Result<&ChannelId, ApiError> {
+        self.channel_id
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("this token names no channel"))
+    }
+
+    /// Viewer identity for per-viewer stores: the user id when shared, else the opaque id.
+    pub fn viewer_id(&self) -> Result<ViewerId, ApiError> {
+        let id = self
+            .user_id
+            .as_ref()
+            .map(|u| u.as_str())
+            .or(self.opaque_user_id.as_deref())
+            .ok_or_else(|| ApiError::forbidden("this token carries no viewer identity"))?;
+        ViewerId::parse(id).map_err(|_| ApiError::unauthorized("the token's user id is malformed"))
+    }
+}
+
+/// Clock-skew allowance on `exp`, in seconds.
+const LEEWAY_SECS: u64 = 10;
+
+static VALIDATION: LazyLock<Validation> = LazyLock::new(|| {
+    // HS256 pinned: any other `alg` in the header (none, RS256, HS512) is refused.
+    let mut v = Validation::new(Algorithm::HS256);
+    v.leeway = LEEWAY_SECS;
+    v.validate_exp = true;
+    v.validate_aud = false; // Twitch tokens have no audience; minted ones say "muxy.io".
+    v.set_required_spec_claims(&["exp"]);
+    v
+});
+
+/// Splits `Authorization: <client_id> <jwt>`.
+pub fn parse_authorization(header: Option<&str>) -> Result<(&str, &str), ApiError> {
+    let header = header.ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+    let (client_id, token) = header
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be '<client_id> <jwt>'"))?;
+    if client_id.eq_ignore_ascii_case("bearer") || client_id.eq_ignore_ascii_case("basic") {
+        return Err(ApiError::unauthorized(
+            "Authorization must be '<client_id> <jwt>', without a scheme",
+        ));
+    }
+    Ok((client_id, token.trim()))
+}
+
+/// Verifies an `Authorization` header value and returns the caller.
+pub fn verify(registry: &Registry, env: Env, header: Option<&str>) -> Result<Caller, ApiError> {
+    let (client_id, token) = parse_authorization(header)?;
+    let ext = registry
+        .get(client_id)
+        .ok_or_else(|| ApiError::unauthorized("unknown extension"))?;
+    let claims = decode_with_any_secret(ext, token)?;
+    caller_from_claims(ext, env, claims)
+}
+
+fn decode_with_any_secret(ext: &Extension, token: &str) -> Result<Claims, ApiError> {
+    let mut last = ApiError::unauthorized("invalid token signature");
+    for secret in &ext.secrets {
+        match jsonwebtoken::decode::<Claims>(token, &secret.decoding, &VALIDATION) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => match e.kind() {
+                // Signed with another key: try the next one (rotation).
+                ErrorKind::InvalidSignature => continue,
+                ErrorKind::ExpiredSignature => return Err(ApiError::unauthorized("token expired")),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    return Err(ApiError::unauthorized(format!("token has no {c} claim")));
+                }
+                ErrorKind::InvalidAlgorithm => {
+                    return Err(ApiError::unauthorized("token algorithm must be HS256"));
+                }
+                ErrorKind::Json(_) => {
+                    last = ApiError::unauthorized("token claims are malformed");
+                    break;
+                }
+                _ => {
+                    last = ApiError::unauthorized("malformed token");
+                    break;
+                }
+            },
+        }
+    }
+    Err(last)
+}
+
+fn caller_from_claims(ext: &Extension, env: Env, claims: Claims) -> Result<Caller, ApiError> {
+    if let Some(cid) = &claims.client_id
+        && cid != ext.client_id.as_str()
+    {
+        return Err(ApiError::unauthorized(
+            "the token belongs to another extension than the Authorization client id",
+        ));
+    }
+    if env == Env::Production && claims.allowed_stage.as_deref() == Some("sandbox") {
+        return Err(ApiError::unauthorized(
+            "sandbox tokens are not accepted in production",
+        ));
+    }
+    let role = claims
+        .role
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthorized("token has no role claim"))?;
+    let role = Role::parse(role)
+        .ok_or_else(|| ApiError::unauthorized(format!("unknown role {role:?}")))?;
+    let channel = claims
+        .channel_id
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthorized("token has no channel_id claim"))?;
+    let channel_id = if channel.is_empty() {
+        None
+    } else {
+        Some(
+            ChannelId::parse(channel)
+                .map_err(|_| ApiError::unauthorized("the token's channel_id is malformed"))?,
+        )
+    };
+    // Twitch roles always act in a channel; only extension-wide roles and
+    // not-yet-bound PIN tokens may lack one.
+    if channel_id.is_none() && !role.is_privileged() && claims.pin_token.is_none() {
+        return Err(ApiError::unauthorized("token has an empty channel_id"));
+    }
+    let user_id = match claims.user_id.as_deref() {
+        None | Some("") => None,
+        Some(u) => Some(
+            UserId::parse(u).map_err(|_| ApiError::unauthorized("the token's user_id is malformed"))?,
+        ),
+    };
+    Ok(Caller {
+        client_id: ext.client_id.clone(),
+        role,
+        channel_id,
+        opaque_user_id: claims.opaque_user_id.filter(|o| !o.is_empty()),
+        user_id,
+        pin_token: claims.pin_token,
+    })
+}
+
+/// Signs `claims` with the extension's first secret, varying the filler claim
+/// until the payload segment contains neither `-` nor `_`.
+pub fn mint(ext: &Extension, mut claims: Claims) -> String {
+    claims.client_id = Some(ext.client_id.to_string());
+    let key = &ext.secrets[0].encoding;
+    let header = Header::new(Algorithm::HS256);
+    for n in 0u32.. {
+        claims.n = Some(n);
+        let token = jsonwebtoken::encode(&header, &claims, key).expect("HS256 signing cannot fail");
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        if !payload.contains(['-', '_']) {
+            return token;
+        }
+    }
+    unreachable!("some filler value always yields a clean payload")
+}
+
+/// Current time in seconds since the epoch.
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// Current time in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Claims for a token of `role` in `channel`, valid for `ttl_secs`.
+pub fn claims_for(role: Role, channel: &str, user_id: Option<&str>, ttl_secs: i64) -> Claims {
+    let now = now_secs();
+    let opaque = match user_id {
+        Some(u) => format!("U{u}"),
+        None => format!("A{}", crate::random::token_id(12)),
+    };
+    Claims {
+        exp: now + ttl_secs,
+        iat: Some(now),
+        channel_id: Some(channel.to_string()),
+        role: Some(role.as_str().to_string()),
+        opaque_user_id: Some(opaque),
+        user_id: user_id.map(str::to_string),
+        is_unlinked: Some(false),
+        ..Claims::default()
+    }
+}
+

@@ -1,0 +1,145 @@
+//! Configuration from the environment (Lambda). The dev server takes the same
+//! names as flags (clap `env = …`). A missing or malformed variable fails at
+//! init with a message naming it.
+
+use crate::auth::Env;
+use crate::registry::Registry;
+use crate::store::dynamo::Tables;
+
+pub const ENV_ENVIRONMENT: &str = "MEDKIT_ENV";
+pub const ENV_EXTENSIONS: &str = "MEDKIT_EXTENSIONS";
+pub const ENV_STORES_TABLE: &str = "MEDKIT_STORES_TABLE";
+pub const ENV_AUTH_TABLE: &str = "MEDKIT_AUTH_TABLE";
+pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
+
+const DAY: i64 = 24 * 3600;
+
+/// How long each kind of item lives after its last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub state_secs: i64,
+    pub config_secs: i64,
+    pub json_store_secs: i64,
+    pub users_secs: i64,
+}
+
+impl Expiry {
+    pub fn with_state_days(days: i64) -> Self {
+        Expiry {
+            state_secs: days * DAY,
+            // Configuration is set once and read for months: a year after the last write.
+            config_secs: 365 * DAY,
+            json_store_secs: days * DAY,
+            users_secs: 365 * DAY,
+        }
+    }
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Self::with_state_days(30)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// What a Lambda function needs, read once at init.
+#[derive(Debug)]
+pub struct LambdaConfig {
+    pub env: Env,
+    pub registry: Registry,
+    pub tables: Tables,
+    pub expiry: Expiry,
+}
+
+impl LambdaConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Testable core of `from_env`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            get(var)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(var))
+        };
+        let env = required(ENV_ENVIRONMENT)?
+            .parse()
+            .map_err(|reason| ConfigError::Invalid { var: ENV_ENVIRONMENT, reason })?;
+        let registry = Registry::parse(required(ENV_EXTENSIONS)?.split(','))
+            .map_err(|e| ConfigError::Invalid { var: ENV_EXTENSIONS, reason: e.to_string() })?;
+        let tables = Tables {
+            stores: required(ENV_STORES_TABLE)?,
+            auth: required(ENV_AUTH_TABLE)?,
+        };
+        let expiry = match get(ENV_STATE_TTL_DAYS) {
+            None => Expiry::default(),
+            Some(days) => match days.trim().parse::<i64>() {
+                Ok(d) if (1..=3650).contains(&d) => Expiry::with_state_days(d),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: ENV_STATE_TTL_DAYS,
+                        reason: "expected a whole number of days, 1..=3650".into(),
+                    });
+                }
+            },
+        };
+        Ok(LambdaConfig { env, registry, tables, expiry })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        (ENV_ENVIRONMENT, "production"),
+        (ENV_EXTENSIONS, "abc:c2VjcmV0"),
+        (ENV_STORES_TABLE, "s"),
+        (ENV_AUTH_TABLE, "a"),
+    ];
+
+    #[test]
+    fn reads_a_complete_environment() {
+        let cfg = LambdaConfig::from_lookup(lookup(GOOD)).unwrap();
+        assert_eq!(cfg.env, Env::Production);
+        assert_eq!(cfg.tables.stores, "s");
+        assert_eq!(cfg.expiry.state_secs, 30 * DAY);
+    }
+
+    #[test]
+    fn names_the_missing_or_bad_variable() {
+        for (i, (var, _)) in GOOD.iter().enumerate() {
+            let mut vars = GOOD.to_vec();
+            vars.remove(i);
+            let err = LambdaConfig::from_lookup(lookup(&vars)).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        let mut vars = GOOD.to_vec();
+        vars[0] = (ENV_ENVIRONMENT, "staging");
+        let err = LambdaConfig::from_lookup(lookup(&vars)).unwrap_err();
+        assert!(err.to_string().contains(ENV_ENVIRONMENT));
+        let mut vars = GOOD.to_vec();
+        vars[1] = (ENV_EXTENSIONS, "abc:%%%secretish");
+        let err = LambdaConfig::from_lookup(lookup(&vars)).unwrap_err();
+        assert!(err.to_string().contains(ENV_EXTENSIONS));
+        assert!(!err.to_string().contains("secretish"));
+        let mut vars = GOOD.to_vec();
+        vars.push((ENV_STATE_TTL_DAYS, "0"));
+        assert!(LambdaConfig::from_lookup(lookup(&vars)).is_err());
+    }
+}

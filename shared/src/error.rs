@@ -1,0 +1,108 @@
+//! The one error type handlers return. Every variant maps to a status and a
+//! `{"reason": …}` body; internal causes are logged here and never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// The store did not answer or throttled us: retryable.
+    #[error("the data store is unavailable, try again")]
+    Unavailable,
+    /// A true bug. The cause was logged where it happened.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::BadRequest(reason.into())
+    }
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Self::Unauthorized(reason.into())
+    }
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::Forbidden(reason.into())
+    }
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self::NotFound(reason.into())
+    }
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        Self::Conflict(reason.into())
+    }
+    pub fn too_large(reason: impl Into<String>) -> Self {
+        Self::TooLarge(reason.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        crate::http::json_response(self.status(), &serde_json::json!({ "reason": self.to_string() }))
+    }
+}
+
+/// Why a store call failed. Adapters translate their own errors into these.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Network failure, throttling, timeout: the caller may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The stored form of a value would not fit the store's item size.
+    #[error("value too large to store ({0} bytes)")]
+    TooLarge(usize),
+    /// Optimistic concurrency gave up after repeated conflicting writers.
+    #[error("too many concurrent writers")]
+    Contention,
+    /// Anything else: corrupt data, a bug, a misconfigured table.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::TooLarge(n) => ApiError::too_large(format!(
+                "the value is too large to store ({n} bytes after compression)"
+            )),
+            StoreError::Contention => {
+                ApiError::conflict("too many concurrent updates to this value, try again")
+            }
+            StoreError::Internal(cause) => {
+                tracing::error!(%cause, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! medkit: the shared core of a MEDKit-compatible backend for Twitch extensions.
+//!
+//! - [`auth`]: tokens (verify, mint), roles and the [`auth::Caller`]
+//! - [`registry`]: which extensions exist and their secrets
+//! - [`error`]: [`error::ApiError`] → status + `{"reason"}`
+//! - [`store`]: ports and their DynamoDB / embedded adapters
+//! - [`documents`]: state, config and JSON-store rules (limits, patching)
+//! - [`notify`]: the `Notifier` port for real-time events
+//! - [`http`]: request/response plumbing shared by every function's router
+//! - [`app`]: what every handler gets: config, registry, store, notifier
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod documents;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod logging;
+pub mod notify;
+pub mod random;
+pub mod registry;
+pub mod store;

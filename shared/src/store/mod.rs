@@ -1,0 +1,187 @@
+//! Store ports (traits saying what the domain needs) and their two adapters:
+//! DynamoDB for production, redb embedded for the dev server and tests.
+//!
+//! Storage layout shared by both adapters: every item has a partition key
+//! `pk` starting with the extension's client id, a sort key `sk`, and an
+//! `expires_at` (epoch seconds, DynamoDB TTL). Readers ignore expired items
+//! because TTL deletion is lazy.
+
+pub mod codec;
+pub mod dynamo;
+pub mod embedded;
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use crate::error::{ApiError, StoreError};
+use crate::ids::{ChannelId, ClientId, JsonKey, UserId, ViewerId};
+
+/// Sort key of items that are alone in their partition.
+pub const SINGLE: &str = "-";
+
+/// Which JSON document a store operation targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocKey {
+    pk: String,
+}
+
+impl DocKey {
+    fn new(client: &ClientId, kind: &str, rest: &[&str]) -> Self {
+        let mut pk = format!("{client}|{kind}");
+        for part in rest {
+            pk.push('|');
+            pk.push_str(part);
+        }
+        DocKey { pk }
+    }
+    pub fn extension_state(c: &ClientId) -> Self {
+        Self::new(c, "xs", &[])
+    }
+    pub fn channel_state(c: &ClientId, ch: &ChannelId) -> Self {
+        Self::new(c, "cs", &[ch.as_str()])
+    }
+    pub fn viewer_state(c: &ClientId, ch: &ChannelId, v: &ViewerId) -> Self {
+        Self::new(c, "vs", &[ch.as_str(), v.as_str()])
+    }
+    pub fn extension_viewer_state(c: &ClientId, v: &ViewerId) -> Self {
+        Self::new(c, "xv", &[v.as_str()])
+    }
+    pub fn hidden_state(c: &ClientId) -> Self {
+        Self::new(c, "hs", &[])
+    }
+    pub fn extension_config(c: &ClientId) -> Self {
+        Self::new(c, "xc", &[])
+    }
+    pub fn channel_config(c: &ClientId, ch: &ChannelId) -> Self {
+        Self::new(c, "cc", &[ch.as_str()])
+    }
+    /// `channel` is None for `global…` keys, which are extension-wide.
+    pub fn json_store(c: &ClientId, ch: Option<&ChannelId>, key: &JsonKey) -> Self {
+        match ch {
+            Some(ch) => Self::new(c, "js", &[ch.as_str(), key.as_str()]),
+            None => Self::new(c, "jg", &[key.as_str()]),
+        }
+    }
+    pub fn partition_key(&self) -> &str {
+        &self.pk
+    }
+}
+
+/// JSON documents: state, config and the JSON store.
+pub trait DocumentStore: Send + Sync + 'static {
+    /// One document, `None` when absent or expired.
+    fn get_doc(&self, key: &DocKey)
+    -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
+
+    /// Several documents in one go, in the order of `keys`.
+    fn get_docs(
+        &self,
+        keys: &[DocKey],
+    ) -> impl Future<Output = Result<Vec<Option<Value>>, StoreError>> + Send;
+
+    /// Replaces a document; it expires `ttl_secs` after this write.
+    fn put_doc(
+        &self,
+        key: &DocKey,
+        doc: &Value,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Atomic read-modify-write: `change` gets the current document (None when
+    /// absent) and returns the new one, or an error that leaves it unchanged.
+    /// `change` may run more than once under contention.
+    fn update_doc<F>(
+        &self,
+        key: &DocKey,
+        ttl_secs: i64,
+        change: F,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send
+    where
+        F: FnMut(Option<Value>) -> Result<Value, ApiError> + Send + 'static;
+}
+
+/// What a PIN resolves to when it is claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedPin {
+    pub token_id: String,
+}
+
+/// Identity bookkeeping: users who shared identity, and the PIN flow.
+pub trait AuthStore: Send + Sync + 'static {
+    /// Records that `user` shared identity with the extension (idempotent).
+    fn remember_user(
+        &self,
+        client: &ClientId,
+        user: &UserId,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` user ids in id order, strictly after `after`.
+    fn list_users(
+        &self,
+        client: &ClientId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Stores a new PIN for a token; false when that PIN is already live.
+    fn create_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        token_id: &str,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Consumes a live PIN and binds its token to `channel` until `token_expires_at`.
+    fn claim_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        channel: &ChannelId,
+        token_expires_at: i64,
+    ) -> impl Future<Output = Result<Option<ClaimedPin>, StoreError>> + Send;
+
+    /// The channel a PIN-issued token was bound to, if it is bound and not revoked.
+    fn pin_token_channel(
+        &self,
+        client: &ClientId,
+        token_id: &str,
+    ) -> impl Future<Output = Result<Option<ChannelId>, StoreError>> + Send;
+
+    /// Whether the channel has any live PIN-issued token.
+    fn channel_has_pin_tokens(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Revokes every PIN-issued token of the channel; returns how many.
+    fn revoke_pin_tokens(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Everything a deployment's store provides.
+pub trait Store: DocumentStore + AuthStore + Clone {}
+impl<T: DocumentStore + AuthStore + Clone> Store for T {}
+
+/// Partition keys of the auth family, shared by both adapters.
+pub(crate) mod auth_keys {
+    use super::*;
+    pub fn users(c: &ClientId) -> String {
+        format!("{c}|users")
+    }
+    pub fn pin(c: &ClientId, pin: &str) -> String {
+        format!("{c}|pin|{pin}")
+    }
+    pub fn pin_token(c: &ClientId, token_id: &str) -> String {
+        format!("{c}|pintoken|{token_id}")
+    }
+    pub fn pin_channel(c: &ClientId, ch: &ChannelId) -> String {
+        format!("{c}|pinchannel|{ch}")
+    }
+}
