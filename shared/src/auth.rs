@@ -34,7 +34,9 @@ impl FromStr for Env {
         match s {
             "sandbox" => Ok(Env::Sandbox),
             "production" => Ok(Env::Production),
-            other => Err(format!("unknown environment {other:?} (sandbox|production)")),
+            other => Err(format!(
+                "unknown environment {other:?} (sandbox|production)"
+            )),
         }
     }
 }
@@ -266,7 +268,8 @@ fn caller_from_claims(ext: &Extension, env: Env, claims: Claims) -> Result<Calle
     let user_id = match claims.user_id.as_deref() {
         None | Some("") => None,
         Some(u) => Some(
-            UserId::parse(u).map_err(|_| ApiError::unauthorized("the token's user_id is malformed"))?,
+            UserId::parse(u)
+                .map_err(|_| ApiError::unauthorized("the token's user_id is malformed"))?,
         ),
     };
     Ok(Caller {
@@ -327,4 +330,3 @@ pub fn claims_for(role: Role, channel: &str, user_id: Option<&str>, ttl_secs: i6
         ..Claims::default()
     }
 }
-

@@ -72,9 +72,16 @@ impl LambdaConfig {
         };
         let env = required(ENV_ENVIRONMENT)?
             .parse()
-            .map_err(|reason| ConfigError::Invalid { var: ENV_ENVIRONMENT, reason })?;
-        let registry = Registry::parse(required(ENV_EXTENSIONS)?.split(','))
-            .map_err(|e| ConfigError::Invalid { var: ENV_EXTENSIONS, reason: e.to_string() })?;
+            .map_err(|reason| ConfigError::Invalid {
+                var: ENV_ENVIRONMENT,
+                reason,
+            })?;
+        let registry = Registry::parse(required(ENV_EXTENSIONS)?.split(',')).map_err(|e| {
+            ConfigError::Invalid {
+                var: ENV_EXTENSIONS,
+                reason: e.to_string(),
+            }
+        })?;
         let tables = Tables {
             stores: required(ENV_STORES_TABLE)?,
             auth: required(ENV_AUTH_TABLE)?,
@@ -91,7 +98,12 @@ impl LambdaConfig {
                 }
             },
         };
-        Ok(LambdaConfig { env, registry, tables, expiry })
+        Ok(LambdaConfig {
+            env,
+            registry,
+            tables,
+            expiry,
+        })
     }
 }
 
@@ -101,8 +113,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 

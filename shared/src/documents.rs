@@ -17,7 +17,9 @@ pub fn require_object(v: &Value, what: &str) -> Result<(), ApiError> {
     if v.is_object() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("{what} must be a JSON object")))
+        Err(ApiError::bad_request(format!(
+            "{what} must be a JSON object"
+        )))
     }
 }
 
@@ -54,7 +56,12 @@ impl Patch {
 
     /// Applies to `current` (an empty object when absent); the result must stay
     /// an object within `limit` bytes.
-    pub fn apply(&self, current: Option<Value>, limit: usize, what: &str) -> Result<Value, ApiError> {
+    pub fn apply(
+        &self,
+        current: Option<Value>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Value, ApiError> {
         let mut doc = current.unwrap_or_else(|| Value::Object(Default::default()));
         match self {
             Patch::Json(p) => json_patch::patch(&mut doc, p)
@@ -83,7 +90,11 @@ mod tests {
     fn merge_patch_follows_rfc_7386() {
         let p = Patch::parse(json!({"a": {"b": null, "c": 2}, "list": [9]})).unwrap();
         let out = p
-            .apply(Some(json!({"a": {"b": 1}, "list": [1, 2], "keep": true})), MAX_DOC_BYTES, "state")
+            .apply(
+                Some(json!({"a": {"b": 1}, "list": [1, 2], "keep": true})),
+                MAX_DOC_BYTES,
+                "state",
+            )
             .unwrap();
         assert_eq!(out, json!({"a": {"c": 2}, "list": [9], "keep": true}));
     }
@@ -96,7 +107,9 @@ mod tests {
             {"op": "replace", "path": "/y", "value": "new"}
         ]))
         .unwrap();
-        let out = p.apply(Some(json!({"y": "old"})), MAX_DOC_BYTES, "state").unwrap();
+        let out = p
+            .apply(Some(json!({"y": "old"})), MAX_DOC_BYTES, "state")
+            .unwrap();
         assert_eq!(out, json!({"x": 1, "y": "new"}));
     }
 
@@ -119,7 +132,10 @@ mod tests {
     #[test]
     fn limits_are_413() {
         let big = json!({"s": "x".repeat(MAX_DOC_BYTES)});
-        assert!(matches!(replacement(big, MAX_DOC_BYTES, "state"), Err(ApiError::TooLarge(_))));
+        assert!(matches!(
+            replacement(big, MAX_DOC_BYTES, "state"),
+            Err(ApiError::TooLarge(_))
+        ));
         assert!(replacement(json!([1]), MAX_DOC_BYTES, "state").is_err());
         assert!(replacement(json!({"ok": 1}), MAX_DOC_BYTES, "state").is_ok());
     }

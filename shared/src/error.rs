@@ -65,7 +65,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        crate::http::json_response(self.status(), &serde_json::json!({ "reason": self.to_string() }))
+        crate::http::json_response(
+            self.status(),
+            &serde_json::json!({ "reason": self.to_string() }),
+        )
     }
 }
 

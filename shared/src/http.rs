@@ -27,7 +27,10 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         bytes,
     )
         .into_response()
@@ -52,7 +55,10 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
         let mut caller = auth::verify(&app.registry, app.env, header)?;
         if let Some(token_id) = &caller.pin_token {
             // A PIN-issued token acts only once a broadcaster validated its PIN.
-            let channel = app.store.pin_token_channel(&caller.client_id, token_id).await?;
+            let channel = app
+                .store
+                .pin_token_channel(&caller.client_id, token_id)
+                .await?;
             caller.channel_id = Some(channel.ok_or_else(|| {
                 ApiError::unauthorized("this PIN token is not validated yet, or was revoked")
             })?);
@@ -71,7 +77,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(format!("request body is larger than {MAX_BODY_BYTES} bytes"))
+                ApiError::too_large(format!(
+                    "request body is larger than {MAX_BODY_BYTES} bytes"
+                ))
             } else {
                 ApiError::bad_request("could not read the request body")
             }
@@ -82,7 +90,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("request body is empty; expected JSON"));
+        return Err(ApiError::bad_request(
+            "request body is empty; expected JSON",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!(

@@ -1,1 +1,460 @@
+//! The `stores` function: state, config and the JSON store (CONTRACT §3).
+//!
+//! Every document endpoint is described by a [`Doc`]: which key it reads and
+//! writes for a caller, who may write it, its size limit and expiry, and the
+//! event a write emits. The handlers are generic over the store adapter.
 
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, patch, post};
+use medkit::app::SharedApp;
+use medkit::auth::{Caller, Role};
+use medkit::documents::{self, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patch};
+use medkit::error::ApiError;
+use medkit::http::{JsonBody, QueryMap, finish, ok};
+use medkit::ids::{ChannelId, JsonKey, ViewerId};
+use medkit::notify::{Audience, Event};
+use medkit::store::{DocKey, Store};
+use serde_json::{Map, Value, json};
+
+/// The document endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doc {
+    ExtensionState,
+    ChannelState,
+    ViewerState,
+    ExtensionViewerState,
+    HiddenState,
+    ExtensionConfig,
+    ChannelConfig,
+}
+
+const PRIVILEGED: &[Role] = &[Role::Admin, Role::Backend];
+const CHANNEL_WRITERS: &[Role] = &[Role::Broadcaster, Role::Admin, Role::Backend];
+
+impl Doc {
+    fn name(self) -> &'static str {
+        match self {
+            Doc::ExtensionState => "extension state",
+            Doc::ChannelState => "channel state",
+            Doc::ViewerState => "viewer state",
+            Doc::ExtensionViewerState => "extension viewer state",
+            Doc::HiddenState => "hidden state",
+            Doc::ExtensionConfig => "extension config",
+            Doc::ChannelConfig => "channel config",
+        }
+    }
+
+    /// Roles that may read; None = any role (per-viewer docs check identity instead).
+    fn readers(self) -> Option<&'static [Role]> {
+        match self {
+            Doc::HiddenState => Some(PRIVILEGED),
+            _ => None,
+        }
+    }
+
+    fn writers(self) -> Option<&'static [Role]> {
+        match self {
+            Doc::ExtensionState | Doc::HiddenState | Doc::ExtensionConfig => Some(PRIVILEGED),
+            Doc::ChannelState | Doc::ChannelConfig => Some(CHANNEL_WRITERS),
+            Doc::ViewerState | Doc::ExtensionViewerState => None,
+        }
+    }
+
+    /// The caller's own document of this kind.
+    fn key(self, c: &Caller) -> Result<DocKey, ApiError> {
+        let client = &c.client_id;
+        Ok(match self {
+            Doc::ExtensionState => DocKey::extension_state(client),
+            Doc::ChannelState => DocKey::channel_state(client, c.channel()?),
+            Doc::ViewerState => DocKey::viewer_state(client, c.channel()?, &c.viewer_id()?),
+            Doc::ExtensionViewerState => DocKey::extension_viewer_state(client, &c.viewer_id()?),
+            Doc::HiddenState => DocKey::hidden_state(client),
+            Doc::ExtensionConfig => DocKey::extension_config(client),
+            Doc::ChannelConfig => DocKey::channel_config(client, c.channel()?),
+        })
+    }
+
+    fn ttl<S>(self, app: &SharedApp<S>) -> i64 {
+        match self {
+            Doc::ExtensionConfig | Doc::ChannelConfig => app.expiry.config_secs,
+            _ => app.expiry.state_secs,
+        }
+    }
+
+    /// The event a write emits, if any.
+    fn event(self, c: &Caller, new: &Value) -> Option<Event> {
+        match self {
+            Doc::ChannelState => Some(Event {
+                client_id: c.client_id.clone(),
+                audience: Audience::Channel(c.channel_id.clone()?),
+                name: "channel_state_update".into(),
+                data: new.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+async fn read_doc<S: Store>(
+    app: SharedApp<S>,
+    caller: Caller,
+    doc: Doc,
+) -> Result<Response, ApiError> {
+    if let Some(roles) = doc.readers() {
+        caller.require(roles)?;
+    }
+    let key = doc.key(&caller)?;
+    Ok(ok(app
+        .store
+        .get_doc(&key)
+        .await?
+        .unwrap_or_else(|| json!({}))))
+}
+
+async fn replace_doc<S: Store>(
+    app: SharedApp<S>,
+    caller: Caller,
+    doc: Doc,
+    body: Value,
+) -> Result<Response, ApiError> {
+    if let Some(roles) = doc.writers() {
+        caller.require(roles)?;
+    }
+    let key = doc.key(&caller)?;
+    let new = documents::replacement(body, MAX_DOC_BYTES, doc.name())?;
+    app.store.put_doc(&key, &new, doc.ttl(&app)).await?;
+    emit(&app, doc.event(&caller, &new)).await;
+    Ok(ok(new))
+}
+
+async fn patch_doc<S: Store>(
+    app: SharedApp<S>,
+    caller: Caller,
+    doc: Doc,
+    body: Value,
+) -> Result<Response, ApiError> {
+    if let Some(roles) = doc.writers() {
+        caller.require(roles)?;
+    }
+    let key = doc.key(&caller)?;
+    let patch = Patch::parse(body)?;
+    let what = doc.name();
+    let new = app
+        .store
+        .update_doc(&key, doc.ttl(&app), move |cur| {
+            patch.apply(cur, MAX_DOC_BYTES, what)
+        })
+        .await?;
+    emit(&app, doc.event(&caller, &new)).await;
+    Ok(ok(new))
+}
+
+async fn emit<S>(app: &SharedApp<S>, event: Option<Event>) {
+    if let Some(e) = event {
+        app.notifier.notify(e).await;
+    }
+}
+
+/// Admin map PATCH (`{"<id>": patch, …}`): every patch is checked against the
+/// current documents before anything is written, so bad input changes nothing.
+async fn patch_many<S: Store>(
+    app: &SharedApp<S>,
+    body: Value,
+    doc: Doc,
+    key_of: impl Fn(&str) -> Result<DocKey, ApiError>,
+) -> Result<Response, ApiError> {
+    let Value::Object(entries) = body else {
+        return Err(ApiError::bad_request(
+            "body must be an object of id → patch",
+        ));
+    };
+    if entries.len() > MAX_IDS {
+        return Err(ApiError::bad_request("Too many ids specified"));
+    }
+    let mut plan = Vec::with_capacity(entries.len());
+    for (id, patch) in entries {
+        plan.push((key_of(&id)?, id, Patch::parse(patch)?));
+    }
+    let keys: Vec<DocKey> = plan.iter().map(|(k, _, _)| k.clone()).collect();
+    let current = app.store.get_docs(&keys).await?;
+    for ((_, id, patch), cur) in plan.iter().zip(current) {
+        patch
+            .apply(cur, MAX_DOC_BYTES, doc.name())
+            .map_err(|e| match e {
+                ApiError::BadRequest(r) => ApiError::bad_request(format!("{id}: {r}")),
+                ApiError::TooLarge(r) => ApiError::too_large(format!("{id}: {r}")),
+                other => other,
+            })?;
+    }
+    let mut out = Map::new();
+    for (key, id, patch) in plan {
+        let what = doc.name();
+        let new = app
+            .store
+            .update_doc(&key, doc.ttl(app), move |cur| {
+                patch.apply(cur, MAX_DOC_BYTES, what)
+            })
+            .await?;
+        out.insert(id, new);
+    }
+    Ok(ok(Value::Object(out)))
+}
+
+fn parse_ids(list: &str) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.len() > MAX_IDS {
+        return Err(ApiError::bad_request("Too many ids specified"));
+    }
+    Ok(ids)
+}
+
+async fn get_extension_viewer_state<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    let Some(list) = query.get("user_ids") else {
+        return read_doc(app, caller, Doc::ExtensionViewerState).await;
+    };
+    caller.require(PRIVILEGED)?;
+    let ids = parse_ids(list)?;
+    let keys = ids
+        .iter()
+        .map(|id| {
+            Ok(DocKey::extension_viewer_state(
+                &caller.client_id,
+                &ViewerId::parse(id.as_str())?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let docs = app.store.get_docs(&keys).await?;
+    let found: Map<String, Value> = ids
+        .into_iter()
+        .zip(docs)
+        .filter_map(|(id, doc)| doc.map(|d| (id, d)))
+        .collect();
+    Ok(ok(Value::Object(found)))
+}
+
+async fn patch_extension_viewer_state<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    if !caller.role.is_privileged() {
+        return patch_doc(app, caller, Doc::ExtensionViewerState, body).await;
+    }
+    let client = caller.client_id.clone();
+    patch_many(&app, body, Doc::ExtensionViewerState, |id| {
+        Ok(DocKey::extension_viewer_state(
+            &client,
+            &ViewerId::parse(id)?,
+        ))
+    })
+    .await
+}
+
+async fn patch_channel_config<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    if !caller.role.is_privileged() {
+        return patch_doc(app, caller, Doc::ChannelConfig, body).await;
+    }
+    let client = caller.client_id.clone();
+    patch_many(&app, body, Doc::ChannelConfig, |id| {
+        Ok(DocKey::channel_config(&client, &ChannelId::parse(id)?))
+    })
+    .await
+}
+
+/// Several documents read in one store round trip; absent ones are `{}`.
+async fn combined<S: Store>(
+    app: &SharedApp<S>,
+    parts: Vec<(&'static str, Option<DocKey>)>,
+) -> Result<Response, ApiError> {
+    let keys: Vec<DocKey> = parts.iter().filter_map(|(_, k)| k.clone()).collect();
+    let mut docs = app.store.get_docs(&keys).await?.into_iter();
+    let mut out = Map::new();
+    for (name, key) in parts {
+        let doc = match key {
+            Some(_) => docs.next().flatten(),
+            None => None,
+        };
+        out.insert(name.into(), doc.unwrap_or_else(|| json!({})));
+    }
+    Ok(ok(Value::Object(out)))
+}
+
+async fn all_state<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let has_viewer = caller.viewer_id().is_ok();
+    let has_channel = caller.channel_id.is_some();
+    let key = |doc: Doc, available: bool| {
+        if available {
+            doc.key(&caller).ok()
+        } else {
+            None
+        }
+    };
+    combined(
+        &app,
+        vec![
+            ("extension", key(Doc::ExtensionState, true)),
+            ("channel", key(Doc::ChannelState, has_channel)),
+            ("viewer", key(Doc::ViewerState, has_channel && has_viewer)),
+            (
+                "extension_viewer",
+                key(Doc::ExtensionViewerState, has_viewer),
+            ),
+        ],
+    )
+    .await
+}
+
+async fn all_config<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let channel = caller
+        .channel_id
+        .is_some()
+        .then(|| Doc::ChannelConfig.key(&caller).ok())
+        .flatten();
+    combined(
+        &app,
+        vec![
+            ("channel", channel),
+            ("extension", Doc::ExtensionConfig.key(&caller).ok()),
+        ],
+    )
+    .await
+}
+
+/// `json_store?id=<key>`: the key and the document it names for this caller.
+fn json_store_key(caller: &Caller, query: &QueryMap) -> Result<(JsonKey, DocKey), ApiError> {
+    let id = JsonKey::parse(query.require("id")?)?;
+    let channel = if id.is_global() {
+        None
+    } else {
+        Some(caller.channel()?)
+    };
+    let key = DocKey::json_store(&caller.client_id, channel, &id);
+    Ok((id, key))
+}
+
+async fn get_json_store<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    let (_, key) = json_store_key(&caller, &query)?;
+    Ok(ok(app
+        .store
+        .get_doc(&key)
+        .await?
+        .unwrap_or_else(|| json!({}))))
+}
+
+async fn post_json_store<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    query: QueryMap,
+    JsonBody(value): JsonBody,
+) -> Result<Response, ApiError> {
+    let (id, key) = json_store_key(&caller, &query)?;
+    // Extension-wide keys are shared by every channel: only the extension may write them.
+    caller.require(if id.is_global() {
+        PRIVILEGED
+    } else {
+        CHANNEL_WRITERS
+    })?;
+    documents::check_size(&value, MAX_JSON_STORE_BYTES, "JSON store value")?;
+    app.store
+        .put_doc(&key, &value, app.expiry.json_store_secs)
+        .await?;
+    let audience = match &caller.channel_id {
+        Some(ch) if !id.is_global() => Audience::Channel(ch.clone()),
+        _ => Audience::Extension,
+    };
+    let event = Event {
+        client_id: caller.client_id.clone(),
+        audience,
+        name: format!("json_store_update:{id}"),
+        data: json!({"id": id.as_str(), "value": value}),
+    };
+    app.notifier.notify(event).await;
+    Ok(ok(value))
+}
+
+type Route<S> = axum::routing::MethodRouter<SharedApp<S>>;
+
+fn read_route<S: Store>(doc: Doc) -> Route<S> {
+    get(move |State(app): State<SharedApp<S>>, caller: Caller| read_doc(app, caller, doc))
+}
+
+fn replace_route<S: Store>(doc: Doc) -> Route<S> {
+    post(
+        move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
+            replace_doc(app, caller, doc, b)
+        },
+    )
+}
+
+fn patch_route<S: Store>(doc: Doc) -> Route<S> {
+    patch(
+        move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
+            patch_doc(app, caller, doc, b)
+        },
+    )
+}
+
+/// GET/POST/PATCH of the caller's own document.
+fn doc_routes<S: Store>(doc: Doc) -> Route<S> {
+    read_route(doc)
+        .merge(replace_route(doc))
+        .merge(patch_route(doc))
+}
+
+/// The routes, without the common layers (the dev server merges several functions).
+pub fn routes<S: Store>() -> Router<SharedApp<S>> {
+    Router::new()
+        .route("/v1/e/all_state", get(all_state::<S>))
+        .route("/v1/e/extension_state", doc_routes(Doc::ExtensionState))
+        .route("/v1/e/channel_state", doc_routes(Doc::ChannelState))
+        .route("/v1/e/viewer_state", doc_routes(Doc::ViewerState))
+        .route(
+            "/v1/e/extension_viewer_state",
+            get(get_extension_viewer_state::<S>)
+                .merge(replace_route(Doc::ExtensionViewerState))
+                .patch(patch_extension_viewer_state::<S>),
+        )
+        .route("/v1/e/extension_hidden_state", doc_routes(Doc::HiddenState))
+        .route("/v1/e/config", get(all_config::<S>))
+        .route("/v1/e/config/extension", doc_routes(Doc::ExtensionConfig))
+        .route(
+            "/v1/e/config/channel",
+            read_route(Doc::ChannelConfig)
+                .merge(replace_route(Doc::ChannelConfig))
+                .patch(patch_channel_config::<S>),
+        )
+        .route(
+            "/v1/e/json_store",
+            get(get_json_store::<S>).post(post_json_store::<S>),
+        )
+}
+
+/// The complete router this function serves.
+pub fn router<S: Store>(app: SharedApp<S>) -> Router {
+    finish(routes::<S>().with_state(app))
+}

@@ -1,1 +1,314 @@
-fn main(){}
+//! `medkit`: the local dev server and admin commands.
+//!
+//! `medkit` / `medkit serve` runs every function's router in one process on an
+//! embedded store (or DynamoDB with `--dynamodb-endpoint`); `medkit token`
+//! prints a token the server accepts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use medkit::app::{App, SharedApp};
+use medkit::auth::{self, Env, Role};
+use medkit::config::Expiry;
+use medkit::ids::ClientId;
+use medkit::notify::LocalHub;
+use medkit::registry::Registry;
+use medkit::store::Store;
+use medkit::store::dynamo::{DynamoStore, Tables};
+use medkit::store::embedded::EmbeddedStore;
+
+const DEMO_CLIENT_ID: &str = "medkit-demo";
+const DEMO_CHANNEL: &str = "1001";
+
+#[derive(Parser)]
+#[command(
+    name = "medkit",
+    version,
+    about = "MEDKit-compatible backend: dev server and admin commands"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the dev server (the default).
+    Serve(ServeArgs),
+    /// Print a signed token the server accepts.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Port to listen on (0 = any free port).
+    #[arg(long, env = "MEDKIT_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "MEDKIT_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Keep data in memory only (lost on exit).
+    #[arg(long, env = "MEDKIT_MEMORY")]
+    memory: bool,
+    /// Where the embedded store keeps its file.
+    #[arg(long, env = "MEDKIT_DATA_DIR", default_value = ".medkit")]
+    data_dir: PathBuf,
+    /// sandbox (authtoken mints tokens) or production.
+    #[arg(long = "env", env = "MEDKIT_ENV", default_value = "sandbox")]
+    environment: Env,
+    /// `<client_id>:<base64 secret>`; repeatable (comma-separated in the env var).
+    /// Replaces the demo extension.
+    #[arg(
+        long = "extension",
+        env = "MEDKIT_EXTENSIONS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    extensions: Vec<String>,
+    /// Use DynamoDB at this URL (e.g. DynamoDB Local) instead of the embedded store.
+    #[arg(long, env = "MEDKIT_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// Prefix of the DynamoDB table names (`<prefix>stores`, `<prefix>auth`).
+    #[arg(long, env = "MEDKIT_TABLE_PREFIX", default_value = "medkit-")]
+    table_prefix: String,
+    /// State expiry in days after the last write.
+    #[arg(long, env = "MEDKIT_STATE_TTL_DAYS", default_value_t = 30)]
+    state_ttl_days: i64,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[arg(long)]
+    client_id: String,
+    /// The extension secret, base64 (as Twitch shows it).
+    #[arg(long, env = "MEDKIT_SECRET", hide_env_values = true)]
+    secret: String,
+    /// viewer, broadcaster, moderator, admin, backend (or external).
+    #[arg(long)]
+    role: String,
+    #[arg(long)]
+    channel: String,
+    /// A Twitch user id (the viewer shared identity).
+    #[arg(long)]
+    user: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: i64,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Token(args)) => token(args),
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    };
+    if let Err(e) = result {
+        eprintln!("medkit: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn token(args: TokenArgs) -> Result<(), String> {
+    let client_id = ClientId::parse(args.client_id.as_str()).map_err(|e| e.to_string())?;
+    let secret = medkit::registry::decode_secret(&args.secret)
+        .filter(|s| !s.is_empty())
+        .ok_or("--secret is not valid base64")?;
+    let role = Role::parse(&args.role).ok_or_else(|| format!("unknown role {:?}", args.role))?;
+    if args.ttl <= 0 {
+        return Err("--ttl must be positive".into());
+    }
+    let mut registry = Registry::default();
+    registry.add(client_id.clone(), &secret);
+    let ext = registry.get(client_id.as_str()).expect("just added");
+    let claims = auth::claims_for(role, &args.channel, args.user.as_deref(), args.ttl);
+    println!("{}", auth::mint(ext, claims));
+    Ok(())
+}
+
+/// The demo extension's secret: kept in the data dir so tokens survive a
+/// restart; fresh each run with `--memory`.
+fn demo_secret(args: &ServeArgs) -> Result<Vec<u8>, String> {
+    let path = args.data_dir.join("demo-extension-secret");
+    if !args.memory
+        && let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(bytes) = medkit::registry::decode_secret(text.trim())
+    {
+        return Ok(bytes);
+    }
+    let secret = medkit::random::bytes::<32>().to_vec();
+    if !args.memory {
+        std::fs::create_dir_all(&args.data_dir)
+            .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+        write_private(
+            &path,
+            &base64::engine::general_purpose::STANDARD.encode(&secret),
+        )?;
+    }
+    Ok(secret)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    medkit::logging::init_pretty();
+    if !(1..=3650).contains(&args.state_ttl_days) {
+        return Err("--state-ttl-days must be within 1..=3650".into());
+    }
+    let (registry, demo) = if args.extensions.is_empty() {
+        if args.environment == Env::Production {
+            return Err(
+                "production needs at least one --extension <client_id>:<base64 secret>".into(),
+            );
+        }
+        let secret = demo_secret(&args)?;
+        let mut reg = Registry::default();
+        reg.add(ClientId::parse(DEMO_CLIENT_ID).expect("valid id"), &secret);
+        (reg, Some(secret))
+    } else {
+        let reg = Registry::parse(args.extensions.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?;
+        (reg, None)
+    };
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|_| format!("--host {} is not an IP address", args.host))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+
+    match &args.dynamodb_endpoint {
+        Some(url) => {
+            let store =
+                DynamoStore::connect(Some(url), Tables::with_prefix(&args.table_prefix)).await;
+            store
+                .ensure_tables()
+                .await
+                .map_err(|e| format!("DynamoDB at {url}: {e}"))?;
+            run(
+                &args,
+                registry,
+                store,
+                listener,
+                local,
+                demo,
+                &format!("DynamoDB at {url}"),
+            )
+            .await
+        }
+        None if args.memory => {
+            run(
+                &args,
+                registry,
+                EmbeddedStore::in_memory(),
+                listener,
+                local,
+                demo,
+                "in memory",
+            )
+            .await
+        }
+        None => {
+            let path = args.data_dir.join("medkit.redb");
+            let store =
+                EmbeddedStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let label = format!("embedded file {}", path.display());
+            run(&args, registry, store, listener, local, demo, &label).await
+        }
+    }
+}
+
+/// Every function's routes in one router, plus a bare route for benchmarks.
+fn dev_router<S: Store>(app: SharedApp<S>) -> Router {
+    let api = medkit_auth::routes::<S>().merge(medkit_stores::routes::<S>());
+    medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
+}
+
+async fn run<S: Store>(
+    args: &ServeArgs,
+    registry: Registry,
+    store: S,
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    demo: Option<Vec<u8>>,
+    store_label: &str,
+) -> Result<(), String> {
+    let hub = LocalHub::new();
+    log_events(&hub);
+    let app = Arc::new(App {
+        env: args.environment,
+        registry,
+        store,
+        notifier: Arc::new(hub),
+        expiry: Expiry::with_state_days(args.state_ttl_days),
+    });
+    print_banner(&app, local, demo.as_deref(), store_label);
+    let router = dev_router(app.clone());
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Events have no WebSocket listeners yet: show them in the log.
+fn log_events(hub: &LocalHub) {
+    let mut rx = hub.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = rx.recv().await {
+            tracing::info!(event = %e.name, client = %e.client_id, audience = ?e.audience, "event");
+        }
+    });
+}
+
+fn print_banner<S>(app: &App<S>, local: SocketAddr, demo: Option<&[u8]>, store_label: &str) {
+    println!("medkit listening on http://{local}");
+    println!("  environment: {}", app.env.as_str());
+    println!("  store:       {store_label}");
+    let Some(secret) = demo else {
+        let ids: Vec<String> = app.registry.client_ids().map(|c| c.to_string()).collect();
+        println!("  extensions:  {}", ids.join(", "));
+        return;
+    };
+    let ext = app.registry.get(DEMO_CLIENT_ID).expect("demo extension");
+    let mint = |role: Role, user: Option<&str>| {
+        let mut claims = auth::claims_for(role, DEMO_CHANNEL, user, 24 * 3600);
+        claims.allowed_stage = Some("sandbox".into());
+        auth::mint(ext, claims)
+    };
+    println!("  demo extension (sandbox only; pass --extension to use your own):");
+    println!("    client id:  {DEMO_CLIENT_ID}");
+    println!(
+        "    secret:     {}",
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    );
+    println!("    channel:    {DEMO_CHANNEL}");
+    println!("  ready tokens (24 h), use as  Authorization: {DEMO_CLIENT_ID} <token>");
+    println!("    viewer:      {}", mint(Role::Viewer, Some("2002")));
+    println!(
+        "    broadcaster: {}",
+        mint(Role::Broadcaster, Some(DEMO_CHANNEL))
+    );
+}

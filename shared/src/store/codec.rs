@@ -85,7 +85,11 @@ mod tests {
         let big = json!({"text": "medkit ".repeat(2000)});
         let enc = encode(&big).unwrap();
         assert!(matches!(enc, Encoded::Zlib(_)));
-        assert!(enc.len() < 1000, "repetitive text compresses well: {}", enc.len());
+        assert!(
+            enc.len() < 1000,
+            "repetitive text compresses well: {}",
+            enc.len()
+        );
         assert_eq!(decode(&enc).unwrap(), big);
     }
 
@@ -102,6 +106,9 @@ mod tests {
             })
             .map(|c| if c == '\\' { 'a' } else { c })
             .collect();
-        assert!(matches!(encode(&json!({ "n": noise })), Err(StoreError::TooLarge(_))));
+        assert!(matches!(
+            encode(&json!({ "n": noise })),
+            Err(StoreError::TooLarge(_))
+        ));
     }
 }

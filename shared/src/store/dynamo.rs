@@ -342,7 +342,10 @@ async fn backoff(attempt: usize) {
 
 impl DocumentStore for DynamoStore {
     async fn get_doc(&self, k: &DocKey) -> Result<Option<Value>, StoreError> {
-        match self.get_item(&self.tables.stores, k.partition_key(), SINGLE).await? {
+        match self
+            .get_item(&self.tables.stores, k.partition_key(), SINGLE)
+            .await?
+        {
             Some(item) => item_doc(&item),
             None => Ok(None),
         }
@@ -376,7 +379,11 @@ impl DocumentStore for DynamoStore {
                     .send()
                     .await
                     .map_err(sdk_err)?;
-                for item in out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default()
+                {
                     if let (true, Some(pk), Some(doc)) =
                         (is_live(&item, now), text(&item, "pk"), item_doc(&item)?)
                     {
@@ -393,7 +400,10 @@ impl DocumentStore for DynamoStore {
                 }
             }
         }
-        Ok(keys.iter().map(|k| found.get(k.partition_key()).cloned()).collect())
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.partition_key()).cloned())
+            .collect())
     }
 
     async fn put_doc(&self, k: &DocKey, doc: &Value, ttl_secs: i64) -> Result<(), StoreError> {
@@ -412,7 +422,12 @@ impl DocumentStore for DynamoStore {
 
     /// GetItem then UpdateItem conditioned on the version read: 2 round trips
     /// without contention; retried with backoff when another writer won.
-    async fn update_doc<F>(&self, k: &DocKey, ttl_secs: i64, mut change: F) -> Result<Value, ApiError>
+    async fn update_doc<F>(
+        &self,
+        k: &DocKey,
+        ttl_secs: i64,
+        mut change: F,
+    ) -> Result<Value, ApiError>
     where
         F: FnMut(Option<Value>) -> Result<Value, ApiError> + Send + 'static,
     {
@@ -432,7 +447,11 @@ impl DocumentStore for DynamoStore {
             let now = now_secs();
             let (current, version) = match &out.item {
                 Some(item) => {
-                    let doc = if is_live(item, now) { item_doc(item)? } else { None };
+                    let doc = if is_live(item, now) {
+                        item_doc(item)?
+                    } else {
+                        None
+                    };
                     (doc, num(item, "ver"))
                 }
                 None => (None, None),
@@ -472,20 +491,39 @@ impl DocumentStore for DynamoStore {
 }
 
 impl AuthStore for DynamoStore {
-    async fn remember_user(&self, client: &ClientId, user: &UserId, ttl_secs: i64) -> Result<(), StoreError> {
+    async fn remember_user(
+        &self,
+        client: &ClientId,
+        user: &UserId,
+        ttl_secs: i64,
+    ) -> Result<(), StoreError> {
         let mut item = key(&auth_keys::users(client), user.as_str());
         item.insert("expires_at".into(), n(now_secs() + ttl_secs));
         self.put_item(&self.tables.auth, item).await
     }
 
-    async fn list_users(&self, client: &ClientId, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn list_users(
+        &self,
+        client: &ClientId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let items = self
             .query_partition(&self.tables.auth, &auth_keys::users(client), after, limit)
             .await?;
-        Ok(items.iter().filter_map(|i| text(i, "sk").map(str::to_string)).collect())
+        Ok(items
+            .iter()
+            .filter_map(|i| text(i, "sk").map(str::to_string))
+            .collect())
     }
 
-    async fn create_pin(&self, client: &ClientId, pin: &str, token_id: &str, ttl_secs: i64) -> Result<bool, StoreError> {
+    async fn create_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        token_id: &str,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
         let now = now_secs();
         let mut item = key(&auth_keys::pin(client, pin), SINGLE);
         item.insert("token".into(), s(token_id));
@@ -501,12 +539,23 @@ impl AuthStore for DynamoStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(sdk_err(e)),
         }
     }
 
-    async fn claim_pin(&self, client: &ClientId, pin: &str, channel: &ChannelId, token_expires_at: i64) -> Result<Option<ClaimedPin>, StoreError> {
+    async fn claim_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        channel: &ChannelId,
+        token_expires_at: i64,
+    ) -> Result<Option<ClaimedPin>, StoreError> {
         let table = self.tables.auth.as_str();
         // Deleting the PIN item is the claim: only one validator can win it.
         let deleted = self
@@ -521,7 +570,12 @@ impl AuthStore for DynamoStore {
             .await;
         let old = match deleted {
             Ok(out) => out.attributes.unwrap_or_default(),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => return Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(None);
+            }
             Err(e) => return Err(sdk_err(e)),
         };
         let token_id = text(&old, "token")
@@ -550,9 +604,17 @@ impl AuthStore for DynamoStore {
         Ok(Some(ClaimedPin { token_id }))
     }
 
-    async fn pin_token_channel(&self, client: &ClientId, token_id: &str) -> Result<Option<ChannelId>, StoreError> {
+    async fn pin_token_channel(
+        &self,
+        client: &ClientId,
+        token_id: &str,
+    ) -> Result<Option<ChannelId>, StoreError> {
         let item = self
-            .get_item(&self.tables.auth, &auth_keys::pin_token(client, token_id), SINGLE)
+            .get_item(
+                &self.tables.auth,
+                &auth_keys::pin_token(client, token_id),
+                SINGLE,
+            )
             .await?;
         match item.as_ref().and_then(|i| text(i, "channel")) {
             Some(ch) => ChannelId::parse(ch)
@@ -562,14 +624,27 @@ impl AuthStore for DynamoStore {
         }
     }
 
-    async fn channel_has_pin_tokens(&self, client: &ClientId, channel: &ChannelId) -> Result<bool, StoreError> {
+    async fn channel_has_pin_tokens(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<bool, StoreError> {
         let items = self
-            .query_partition(&self.tables.auth, &auth_keys::pin_channel(client, channel), None, 1)
+            .query_partition(
+                &self.tables.auth,
+                &auth_keys::pin_channel(client, channel),
+                None,
+                1,
+            )
             .await?;
         Ok(!items.is_empty())
     }
 
-    async fn revoke_pin_tokens(&self, client: &ClientId, channel: &ChannelId) -> Result<usize, StoreError> {
+    async fn revoke_pin_tokens(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<usize, StoreError> {
         let table = self.tables.auth.as_str();
         let pk = auth_keys::pin_channel(client, channel);
         let items = self.query_partition(table, &pk, None, usize::MAX).await?;
@@ -616,7 +691,10 @@ impl Intercept for RoundTripCounter {
 
 impl DynamoStore {
     /// A store whose client counts its round trips.
-    pub async fn connect_counted(endpoint: Option<&str>, tables: Tables) -> (Self, RoundTripCounter) {
+    pub async fn connect_counted(
+        endpoint: Option<&str>,
+        tables: Tables,
+    ) -> (Self, RoundTripCounter) {
         let counter = RoundTripCounter::default();
         let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config(endpoint).await)
             .interceptor(counter.clone())

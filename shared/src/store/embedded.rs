@@ -171,7 +171,9 @@ fn put_record(
     k: &str,
     rec: &Record,
 ) -> Result<(), StoreError> {
-    table.insert(k, rec.to_bytes().as_slice()).map_err(internal)?;
+    table
+        .insert(k, rec.to_bytes().as_slice())
+        .map_err(internal)?;
     Ok(())
 }
 
@@ -215,7 +217,10 @@ impl DocumentStore for EmbeddedStore {
     }
 
     async fn get_docs(&self, keys: &[DocKey]) -> Result<Vec<Option<Value>>, StoreError> {
-        let ks: Vec<String> = keys.iter().map(|k| key(k.partition_key(), SINGLE)).collect();
+        let ks: Vec<String> = keys
+            .iter()
+            .map(|k| key(k.partition_key(), SINGLE))
+            .collect();
         self.read(move |t| {
             let now = now_secs();
             ks.iter()
@@ -237,7 +242,12 @@ impl DocumentStore for EmbeddedStore {
         self.write(move |t| put_record(t, &k, &rec)).await
     }
 
-    async fn update_doc<F>(&self, key_: &DocKey, ttl_secs: i64, mut change: F) -> Result<Value, ApiError>
+    async fn update_doc<F>(
+        &self,
+        key_: &DocKey,
+        ttl_secs: i64,
+        mut change: F,
+    ) -> Result<Value, ApiError>
     where
         F: FnMut(Option<Value>) -> Result<Value, ApiError> + Send + 'static,
     {
@@ -261,13 +271,26 @@ impl DocumentStore for EmbeddedStore {
 }
 
 impl AuthStore for EmbeddedStore {
-    async fn remember_user(&self, client: &ClientId, user: &UserId, ttl_secs: i64) -> Result<(), StoreError> {
+    async fn remember_user(
+        &self,
+        client: &ClientId,
+        user: &UserId,
+        ttl_secs: i64,
+    ) -> Result<(), StoreError> {
         let k = key(&auth_keys::users(client), user.as_str());
-        let rec = Record { expires_at: now_secs() + ttl_secs, body: Body::Empty };
+        let rec = Record {
+            expires_at: now_secs() + ttl_secs,
+            body: Body::Empty,
+        };
         self.write(move |t| put_record(t, &k, &rec)).await
     }
 
-    async fn list_users(&self, client: &ClientId, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn list_users(
+        &self,
+        client: &ClientId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let pk = auth_keys::users(client);
         let after = after.map(str::to_string);
         self.read(move |t| {
@@ -277,9 +300,18 @@ impl AuthStore for EmbeddedStore {
         .await
     }
 
-    async fn create_pin(&self, client: &ClientId, pin: &str, token_id: &str, ttl_secs: i64) -> Result<bool, StoreError> {
+    async fn create_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        token_id: &str,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
         let k = key(&auth_keys::pin(client, pin), SINGLE);
-        let rec = Record { expires_at: now_secs() + ttl_secs, body: Body::Text(token_id.to_string()) };
+        let rec = Record {
+            expires_at: now_secs() + ttl_secs,
+            body: Body::Text(token_id.to_string()),
+        };
         self.write(move |t| {
             if get_record(t, &k, now_secs())?.is_some() {
                 return Ok(false);
@@ -290,7 +322,13 @@ impl AuthStore for EmbeddedStore {
         .await
     }
 
-    async fn claim_pin(&self, client: &ClientId, pin: &str, channel: &ChannelId, token_expires_at: i64) -> Result<Option<ClaimedPin>, StoreError> {
+    async fn claim_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        channel: &ChannelId,
+        token_expires_at: i64,
+    ) -> Result<Option<ClaimedPin>, StoreError> {
         let pin_key = key(&auth_keys::pin(client, pin), SINGLE);
         let client = client.clone();
         let channel = channel.clone();
@@ -302,33 +340,62 @@ impl AuthStore for EmbeddedStore {
             let Body::Text(token_id) = rec.body else {
                 return Err(StoreError::Internal("PIN record without token".into()));
             };
-            let binding = Record { expires_at: token_expires_at, body: Body::Text(channel.to_string()) };
-            put_record(t, &key(&auth_keys::pin_token(&client, &token_id), SINGLE), &binding)?;
-            let index = Record { expires_at: token_expires_at, body: Body::Empty };
-            put_record(t, &key(&auth_keys::pin_channel(&client, &channel), &token_id), &index)?;
+            let binding = Record {
+                expires_at: token_expires_at,
+                body: Body::Text(channel.to_string()),
+            };
+            put_record(
+                t,
+                &key(&auth_keys::pin_token(&client, &token_id), SINGLE),
+                &binding,
+            )?;
+            let index = Record {
+                expires_at: token_expires_at,
+                body: Body::Empty,
+            };
+            put_record(
+                t,
+                &key(&auth_keys::pin_channel(&client, &channel), &token_id),
+                &index,
+            )?;
             Ok(Some(ClaimedPin { token_id }))
         })
         .await
     }
 
-    async fn pin_token_channel(&self, client: &ClientId, token_id: &str) -> Result<Option<ChannelId>, StoreError> {
+    async fn pin_token_channel(
+        &self,
+        client: &ClientId,
+        token_id: &str,
+    ) -> Result<Option<ChannelId>, StoreError> {
         let k = key(&auth_keys::pin_token(client, token_id), SINGLE);
         self.read(move |t| match get_record(t, &k, now_secs())? {
-            Some(Record { body: Body::Text(ch), .. }) => {
-                ChannelId::parse(ch).map(Some).map_err(|_| internal("stored channel id"))
-            }
+            Some(Record {
+                body: Body::Text(ch),
+                ..
+            }) => ChannelId::parse(ch)
+                .map(Some)
+                .map_err(|_| internal("stored channel id")),
             _ => Ok(None),
         })
         .await
     }
 
-    async fn channel_has_pin_tokens(&self, client: &ClientId, channel: &ChannelId) -> Result<bool, StoreError> {
+    async fn channel_has_pin_tokens(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<bool, StoreError> {
         let pk = auth_keys::pin_channel(client, channel);
         self.read(move |t| Ok(!scan_partition(t, &pk, None, 1, now_secs())?.is_empty()))
             .await
     }
 
-    async fn revoke_pin_tokens(&self, client: &ClientId, channel: &ChannelId) -> Result<usize, StoreError> {
+    async fn revoke_pin_tokens(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<usize, StoreError> {
         let pk = auth_keys::pin_channel(client, channel);
         let client = client.clone();
         self.write(move |t| {
@@ -361,7 +428,10 @@ mod tests {
             Body::Doc(Encoded::Zlib(vec![1, 2, 3])),
             Body::Text("abc".into()),
         ] {
-            let rec = Record { expires_at: 1234, body };
+            let rec = Record {
+                expires_at: 1234,
+                body,
+            };
             assert_eq!(Record::from_bytes(&rec.to_bytes()).unwrap(), rec);
         }
         assert!(Record::from_bytes(&[1, 2]).is_err());

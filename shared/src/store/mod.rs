@@ -71,8 +71,10 @@ impl DocKey {
 /// JSON documents: state, config and the JSON store.
 pub trait DocumentStore: Send + Sync + 'static {
     /// One document, `None` when absent or expired.
-    fn get_doc(&self, key: &DocKey)
-    -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
+    fn get_doc(
+        &self,
+        key: &DocKey,
+    ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
 
     /// Several documents in one go, in the order of `keys`.
     fn get_docs(
