@@ -21,3 +21,4 @@ pub mod notify;
 pub mod random;
 pub mod registry;
 pub mod store;
+pub mod testing;

@@ -78,7 +78,20 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
         .timeout_config(timeouts)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
     if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
+        // A local endpoint (DynamoDB Local) needs no real account: fixed dummy
+        // credentials and a default region, so the SDK never probes for them.
+        loader = loader
+            .endpoint_url(url)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "medkit-local",
+            ))
+            .region(aws_sdk_dynamodb::config::Region::new(
+                std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            ));
     }
     loader.load().await
 }
