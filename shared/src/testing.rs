@@ -32,3 +32,111 @@ pub async fn dynamo_store(test: &str) -> Option<(DynamoStore, RoundTripCounter)>
     counter.reset();
     Some((store, counter))
 }
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::app::{App, SharedApp};
+use crate::auth::{self, Claims, Env, Role};
+use crate::config::Expiry;
+use crate::ids::ClientId;
+use crate::notify::LocalHub;
+use crate::registry::Registry;
+
+/// The test extension: client id and raw secret.
+pub const CLIENT_ID: &str = "testclient";
+pub const SECRET: &[u8] = b"test secret, never used outside tests";
+
+pub fn registry() -> Registry {
+    let mut r = Registry::default();
+    r.add(ClientId::parse(CLIENT_ID).unwrap(), SECRET);
+    r
+}
+
+/// An app over `store` with the test extension and an observable event hub.
+pub fn app<S>(store: S, env: Env) -> (SharedApp<S>, LocalHub) {
+    let hub = LocalHub::new();
+    let app = Arc::new(App {
+        env,
+        registry: registry(),
+        store,
+        notifier: Arc::new(hub.clone()),
+        expiry: Expiry::default(),
+    });
+    (app, hub)
+}
+
+/// A token of the test extension; `user` shares identity when given.
+pub fn token(role: Role, channel: &str, user: Option<&str>) -> String {
+    sign(auth::claims_for(role, channel, user, 3600))
+}
+
+/// Signs arbitrary claims with the test extension's secret.
+pub fn sign(claims: Claims) -> String {
+    let reg = registry();
+    auth::mint(reg.get(CLIENT_ID).unwrap(), claims)
+}
+
+/// `Authorization` header value for a token of the test extension.
+pub fn bearer(token: &str) -> String {
+    format!("{CLIENT_ID} {token}")
+}
+
+/// One request through a router: status and JSON body (Null when empty).
+pub async fn call(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    // The official client labels JSON bodies as form data.
+    req = req.header(
+        "content-type",
+        "application/x-www-form-urlencoded; charset=UTF-8",
+    );
+    let req = req
+        .body(
+            body.map(|b| Body::from(b.to_string()))
+                .unwrap_or_else(Body::empty),
+        )
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        assert!(
+            is_json,
+            "every response body is JSON; got {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, value)
+}
+
+/// Asserts a 4xx/5xx with a non-empty `reason`, and returns the reason.
+pub fn reason(status: StatusCode, body: &Value, expected: StatusCode) -> String {
+    assert_eq!(status, expected, "body: {body}");
+    let r = body["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason in {body}"));
+    assert!(!r.is_empty());
+    r.to_string()
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs and starts what the tests
+# need (DynamoDB Local from Maven Central, cfn-lint from PyPI), runs every
+# crate's tests with the DynamoDB contract tests required, lints the SAM
+# template, and stops what it started.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+
+port="${MEDKIT_TEST_DYNAMODB_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+cleanup() { bash infra/scripts/dynamodb-local.sh stop || true; }
+trap cleanup EXIT
+
+echo "== DynamoDB Local"
+endpoint=$(bash infra/scripts/dynamodb-local.sh start "$port")
+echo "running at $endpoint"
+
+echo "== cargo test"
+export MEDKIT_TEST_DYNAMODB_ENDPOINT="$endpoint"
+export MEDKIT_REQUIRE_DYNAMODB=1
+export AWS_EC2_METADATA_DISABLED=true
+cargo test --workspace --all-targets
+
+echo "== cfn-lint"
+bin=$(bash infra/scripts/tools.sh cfn-lint)
+"$bin/cfn-lint" template.yaml
+echo "cfn-lint: template.yaml ok"
