@@ -140,3 +140,67 @@ pub fn reason(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     assert!(!r.is_empty());
     r.to_string()
 }
+
+/// The sample extension whose tokens the files in `events/` carry.
+pub const SAMPLE_CLIENT_ID: &str = "sample-client";
+pub const SAMPLE_SECRET_B64: &str = "c2FtcGxlLWV2ZW50cy1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u";
+
+/// An app for running the sample events (sandbox, the sample extension).
+pub fn sample_app<S>(store: S) -> SharedApp<S> {
+    let registry =
+        Registry::parse([format!("{SAMPLE_CLIENT_ID}:{SAMPLE_SECRET_B64}").as_str()]).unwrap();
+    Arc::new(App {
+        env: Env::Sandbox,
+        registry,
+        store,
+        notifier: Arc::new(LocalHub::new()),
+        expiry: Expiry::default(),
+    })
+}
+
+/// Runs one API Gateway event (JSON text) through `lambda_http`'s adapter —
+/// what `lambda_http::run` does with each invocation — and returns the status
+/// and the parsed JSON body of the API Gateway response.
+pub async fn invoke(router: &Router, event_json: &str) -> (u16, Value) {
+    use lambda_http::lambda_runtime::{Context, LambdaEvent};
+    use lambda_http::request::LambdaRequest;
+    let request: LambdaRequest = serde_json::from_str(event_json).expect("an API Gateway event");
+    let mut adapter = lambda_http::Adapter::from(router.clone());
+    let response =
+        tower::Service::call(&mut adapter, LambdaEvent::new(request, Context::default()))
+            .await
+            .expect("router is infallible");
+    let out = serde_json::to_value(&response).unwrap();
+    let status = out["statusCode"].as_u64().unwrap() as u16;
+    assert_eq!(
+        out["headers"]["content-type"], "application/json",
+        "responses are JSON: {out}"
+    );
+    let body = out["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The sample event files of one function family, in name order.
+pub fn sample_events(family: &str) -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(family);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Writes the sample Lambda events in events/ (API Gateway HTTP API v2 payloads).
+
+Their tokens belong to the sample extension below and expire in 2100, so the
+events work with `cargo lambda invoke` as long as the function runs with
+MEDKIT_EXTENSIONS=sample-client:<SECRET> (see README). Regenerate with
+    cargo build -p medkit-dev && python3 infra/scripts/make-events.py
+"""
+import json, os, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLIENT = "sample-client"
+SECRET = "c2FtcGxlLWV2ZW50cy1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u"  # "sample-events-secret-not-for-production"
+EXPIRES = 4102444800  # 2100-01-01
+MEDKIT = os.path.join(ROOT, "target", "debug", "medkit")
+
+def token(role, channel="1001", user=None):
+    args = [MEDKIT, "token", "--client-id", CLIENT, "--secret", SECRET, "--role", role,
+            "--channel", channel, "--ttl", str(EXPIRES - int(time.time()))]
+    if user:
+        args += ["--user", user]
+    return subprocess.check_output(args, text=True).strip()
+
+def event(method, path, query="", auth=None, body=None):
+    headers = {
+        "host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "content-type": "application/x-www-form-urlencoded; charset=UTF-8",
+        "x-forwarded-for": "203.0.113.9",
+    }
+    if auth:
+        headers["authorization"] = f"{CLIENT} {auth}"
+    ev = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.9", "userAgent": "medkit-sample"},
+            "requestId": "sample-request-id",
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": "25/Nov/2026:08:00:00 +0000",
+            "timeEpoch": 1795593600000,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        ev["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
+    if body is not None:
+        ev["body"] = json.dumps(body)
+    return ev
+
+def main():
+    viewer = token("viewer", user="2002")
+    broadcaster = token("broadcaster", user="1001")
+    admin = token("admin")
+    stores = {
+        "01-channel-state-post": event("POST", "/v1/e/channel_state", auth=broadcaster, body={"round": 1, "teams": {"red": 0}}),
+        "02-channel-state-patch": event("PATCH", "/v1/e/channel_state", auth=broadcaster, body={"teams": {"red": 5}}),
+        "03-channel-state-get": event("GET", "/v1/e/channel_state", auth=viewer),
+        "04-viewer-state-post": event("POST", "/v1/e/viewer_state", auth=viewer, body={"seen_intro": True}),
+        "05-extension-viewer-state-patch": event("PATCH", "/v1/e/extension_viewer_state", auth=viewer,
+                                                 body=[{"op": "add", "path": "/xp", "value": 10}]),
+        "06-all-state-get": event("GET", "/v1/e/all_state", auth=viewer),
+        "07-extension-viewer-state-multi-get": event("GET", "/v1/e/extension_viewer_state", "user_ids=2002,3003", auth=admin),
+        "08-extension-state-post": event("POST", "/v1/e/extension_state", auth=admin, body={"season": 4}),
+        "09-hidden-state-get": event("GET", "/v1/e/extension_hidden_state", auth=admin),
+        "10-config-channel-post": event("POST", "/v1/e/config/channel", auth=broadcaster, body={"theme": "dark"}),
+        "11-config-get": event("GET", "/v1/e/config", auth=viewer),
+        "12-json-store-post": event("POST", "/v1/e/json_store", "id=leaderboard", auth=broadcaster, body={"top": ["2002"]}),
+        "13-json-store-get": event("GET", "/v1/e/json_store", "id=leaderboard", auth=viewer),
+    }
+    auth = {
+        "01-authtoken-post": event("POST", "/v1/e/authtoken", "role=viewer",
+                                   body={"app_id": CLIENT, "channel_id": "1001", "role": "viewer", "user_id": "2002"}),
+        "02-user-info-get": event("GET", "/v1/e/user_info", auth=viewer),
+        "03-user-ids-get": event("GET", "/v1/e/user_ids", auth=admin),
+        "04-pin-post": event("POST", "/v1/e/pin", body={"identifier": CLIENT}),
+        "05-pin-token-exists-get": event("GET", "/v1/e/pin_token_exists", auth=broadcaster),
+        "06-pin-delete": event("DELETE", "/v1/e/pin", auth=broadcaster),
+    }
+    for family, events in (("stores", stores), ("auth", auth)):
+        d = os.path.join(ROOT, "events", family)
+        os.makedirs(d, exist_ok=True)
+        for name, ev in events.items():
+            with open(os.path.join(d, name + ".json"), "w") as f:
+                json.dump(ev, f, indent=2)
+                f.write("\n")
+    print(f"wrote {len(stores) + len(auth)} events", file=sys.stderr)
+
+if __name__ == "__main__":
+    main()
