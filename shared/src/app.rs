@@ -13,6 +13,7 @@ pub struct App<S> {
     pub store: S,
     pub notifier: Arc<dyn Notifier>,
     pub expiry: Expiry,
+    pub tokens: crate::auth::TokenCache,
 }
 
 pub type SharedApp<S> = Arc<App<S>>;
@@ -30,5 +31,6 @@ pub async fn from_env()
         store,
         notifier: Arc::new(crate::notify::NoopNotifier),
         expiry: cfg.expiry,
+        tokens: Default::default(),
     }))
 }

@@ -124,6 +124,8 @@ pub struct Caller {
     pub user_id: Option<UserId>,
     /// Set for PIN-issued tokens; the channel comes from the store once validated.
     pub pin_token: Option<String>,
+    /// The token's `exp` (epoch seconds).
+    pub expires_at: i64,
 }
 
 impl Caller {
@@ -279,6 +281,7 @@ fn caller_from_claims(ext: &Extension, env: Env, claims: Claims) -> Result<Calle
         opaque_user_id: claims.opaque_user_id.filter(|o| !o.is_empty()),
         user_id,
         pin_token: claims.pin_token,
+        expires_at: claims.exp,
     })
 }
 
@@ -328,5 +331,135 @@ pub fn claims_for(role: Role, channel: &str, user_id: Option<&str>, ttl_secs: i6
         user_id: user_id.map(str::to_string),
         is_unlinked: Some(false),
         ..Claims::default()
+    }
+}
+
+/// Verified tokens, so a viewer polling with the same token pays for the
+/// signature and claims checks once. Keyed by the whole `Authorization` value
+/// (client id and token, compared in full); an entry is used only while its
+/// token's `exp` holds. The registry and environment of a process never
+/// change, so a cached verdict stays correct. Bounded: cleared when full.
+pub struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, Caller>>,
+}
+
+impl TokenCache {
+    const CAPACITY: usize = 8192;
+
+    pub fn new() -> Self {
+        TokenCache {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Like [`verify`], answering repeated headers from the cache.
+    pub fn verify(
+        &self,
+        registry: &Registry,
+        env: Env,
+        header: Option<&str>,
+    ) -> Result<Caller, ApiError> {
+        let Some(h) = header else {
+            return verify(registry, env, header);
+        };
+        let now = now_secs();
+        let still_valid = |c: &Caller| c.expires_at + LEEWAY_SECS as i64 > now;
+        if let Some(c) = self.lock().get(h).filter(|c| still_valid(c)) {
+            return Ok(c.clone());
+        }
+        let caller = verify(registry, env, header)?;
+        let mut entries = self.lock();
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(h.into(), caller.clone());
+        Ok(caller)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<str>, Caller>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ClientId;
+
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        r.add(ClientId::parse("c").unwrap(), b"k");
+        r
+    }
+
+    fn header(role: Role, ttl: i64) -> String {
+        let reg = registry();
+        format!(
+            "c {}",
+            mint(reg.get("c").unwrap(), claims_for(role, "1", Some("9"), ttl))
+        )
+    }
+
+    #[test]
+    fn cache_answers_like_verify() {
+        let (reg, cache) = (registry(), TokenCache::new());
+        let h = header(Role::Broadcaster, 60);
+        for _ in 0..2 {
+            let c = cache.verify(&reg, Env::Sandbox, Some(&h)).unwrap();
+            assert_eq!(c.role, Role::Broadcaster);
+            assert_eq!(c.user_id.unwrap().as_str(), "9");
+        }
+        assert_eq!(cache.lock().len(), 1);
+    }
+
+    #[test]
+    fn cache_ignores_entries_past_their_exp() {
+        let (reg, cache) = (registry(), TokenCache::new());
+        let h = header(Role::Viewer, 60);
+        let mut stale = verify(&reg, Env::Sandbox, Some(&h)).unwrap();
+        stale.role = Role::Admin;
+        stale.expires_at = now_secs() - 3600;
+        cache.lock().insert(h.as_str().into(), stale);
+        // The stale entry is not used: the token is verified afresh.
+        assert_eq!(
+            cache.verify(&reg, Env::Sandbox, Some(&h)).unwrap().role,
+            Role::Viewer
+        );
+    }
+
+    #[test]
+    fn cache_never_stores_failures() {
+        let (reg, cache) = (registry(), TokenCache::new());
+        let expired = header(Role::Viewer, -3600);
+        for _ in 0..2 {
+            assert!(cache.verify(&reg, Env::Sandbox, Some(&expired)).is_err());
+        }
+        assert!(cache.verify(&reg, Env::Sandbox, Some("c garbage")).is_err());
+        assert!(cache.verify(&reg, Env::Sandbox, None).is_err());
+        assert!(cache.lock().is_empty());
+    }
+
+    #[test]
+    fn minted_payloads_are_atob_safe() {
+        let reg = registry();
+        for i in 0..200 {
+            let t = mint(
+                reg.get("c").unwrap(),
+                claims_for(
+                    Role::Viewer,
+                    &i.to_string(),
+                    Some(&(i * 31).to_string()),
+                    60,
+                ),
+            );
+            assert!(!t.split('.').nth(1).unwrap().contains(['-', '_']));
+        }
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::app::App;
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::Store;
 
@@ -32,6 +32,19 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
             HeaderValue::from_static("application/json"),
         )],
         bytes,
+    )
+        .into_response()
+}
+
+/// A 200 response carrying JSON text as it is (already valid JSON).
+pub fn ok_text(json: String) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
     )
         .into_response()
 }
@@ -52,7 +65,7 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
                     .map_err(|_| ApiError::unauthorized("Authorization header is not text"))?,
             ),
         };
-        let mut caller = auth::verify(&app.registry, app.env, header)?;
+        let mut caller = app.tokens.verify(&app.registry, app.env, header)?;
         if let Some(token_id) = &caller.pin_token {
             // A PIN-issued token acts only once a broadcaster validated its PIN.
             let channel = app
@@ -175,6 +188,9 @@ async fn method_not_allowed() -> Response {
 /// Logs one line per request: method, route, status, latency. Never headers,
 /// bodies or query strings (tokens and user data stay out of logs).
 async fn log_request(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return next.run(req).await;
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -206,6 +222,8 @@ pub fn cors() -> CorsLayer {
             Method::OPTIONS,
         ])
         .max_age(std::time::Duration::from_secs(86400))
+        // Any origin gets the same answer, so caches need no `Vary`.
+        .vary([])
 }
 
 /// Wraps a function's routes with what every deployment of them needs.

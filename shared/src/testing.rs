@@ -68,6 +68,7 @@ pub fn app<S>(store: S, env: Env) -> (SharedApp<S>, LocalHub) {
         store,
         notifier: Arc::new(hub.clone()),
         expiry: Expiry::default(),
+        tokens: Default::default(),
     });
     (app, hub)
 }
@@ -155,6 +156,7 @@ pub fn sample_app<S>(store: S) -> SharedApp<S> {
         store,
         notifier: Arc::new(LocalHub::new()),
         expiry: Expiry::default(),
+        tokens: Default::default(),
     })
 }
 

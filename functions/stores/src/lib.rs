@@ -12,7 +12,7 @@ use medkit::app::SharedApp;
 use medkit::auth::{Caller, Role};
 use medkit::documents::{self, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patch};
 use medkit::error::ApiError;
-use medkit::http::{JsonBody, QueryMap, finish, ok};
+use medkit::http::{JsonBody, QueryMap, finish, ok, ok_text};
 use medkit::ids::{ChannelId, JsonKey, ViewerId};
 use medkit::notify::{Audience, Event};
 use medkit::store::{DocKey, Store};
@@ -106,11 +106,13 @@ async fn read_doc<S: Store>(
         caller.require(roles)?;
     }
     let key = doc.key(&caller)?;
-    Ok(ok(app
-        .store
-        .get_doc(&key)
-        .await?
-        .unwrap_or_else(|| json!({}))))
+    read_text(&app, &key).await
+}
+
+/// A document as stored, `{}` when absent.
+async fn read_text<S: Store>(app: &SharedApp<S>, key: &DocKey) -> Result<Response, ApiError> {
+    let text = app.store.get_doc_text(key).await?;
+    Ok(ok_text(text.unwrap_or_else(|| "{}".into())))
 }
 
 async fn replace_doc<S: Store>(
@@ -359,11 +361,7 @@ async fn get_json_store<S: Store>(
     query: QueryMap,
 ) -> Result<Response, ApiError> {
     let (_, key) = json_store_key(&caller, &query)?;
-    Ok(ok(app
-        .store
-        .get_doc(&key)
-        .await?
-        .unwrap_or_else(|| json!({}))))
+    read_text(&app, &key).await
 }
 
 async fn post_json_store<S: Store>(

@@ -259,6 +259,7 @@ async fn run<S: Store>(
         store,
         notifier: Arc::new(hub),
         expiry: Expiry::with_state_days(args.state_ttl_days),
+        tokens: Default::default(),
     });
     print_banner(&app, local, demo.as_deref(), store_label);
     let router = dev_router(app.clone());

@@ -66,6 +66,21 @@ pub fn decode_zlib(bytes: &[u8]) -> Result<Value, StoreError> {
     serde_json::from_slice(&text).map_err(|e| StoreError::Internal(format!("stored JSON: {e}")))
 }
 
+/// The stored JSON text, inflated if it was compressed.
+pub fn decode_text(encoded: &Encoded) -> Result<String, StoreError> {
+    match encoded {
+        Encoded::Plain(s) => Ok(s.clone()),
+        Encoded::Zlib(b) => {
+            let mut text = String::with_capacity(b.len() * 4);
+            ZlibDecoder::new(b.as_slice())
+                .take(MAX_INFLATED_BYTES)
+                .read_to_string(&mut text)
+                .map_err(|e| StoreError::Internal(format!("stored zlib: {e}")))?;
+            Ok(text)
+        }
+    }
+}
+
 pub fn decode(encoded: &Encoded) -> Result<Value, StoreError> {
     match encoded {
         Encoded::Plain(s) => decode_plain(s),

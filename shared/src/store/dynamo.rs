@@ -364,6 +364,19 @@ impl DocumentStore for DynamoStore {
         }
     }
 
+    async fn get_doc_text(&self, k: &DocKey) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get_item(&self.tables.stores, k.partition_key(), SINGLE)
+            .await?;
+        match item.as_ref().map(|i| (i.get("d"), i.get("z"))) {
+            Some((Some(AttributeValue::S(t)), _)) => Ok(Some(t.clone())),
+            Some((_, Some(AttributeValue::B(b)))) => {
+                codec::decode_text(&Encoded::Zlib(b.as_ref().to_vec())).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn get_docs(&self, keys: &[DocKey]) -> Result<Vec<Option<Value>>, StoreError> {
         let table = self.tables.stores.as_str();
         let mut found: HashMap<String, Value> = HashMap::new();

@@ -76,6 +76,13 @@ pub trait DocumentStore: Send + Sync + 'static {
         key: &DocKey,
     ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
 
+    /// One document as the JSON text it was stored as: the hot path of a
+    /// polled GET, which would otherwise parse and re-serialize it.
+    fn get_doc_text(
+        &self,
+        key: &DocKey,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// Several documents in one go, in the order of `keys`.
     fn get_docs(
         &self,

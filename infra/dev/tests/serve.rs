@@ -1,0 +1,264 @@
+//! The `medkit` binary as a user runs it: start `medkit serve`, read the
+//! banner, and use the printed tokens and the sandbox flow over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+    banner: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_medkit"))
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .env_remove("MEDKIT_EXTENSIONS")
+            .env_remove("MEDKIT_ENV")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            let done = line.contains("broadcaster:") || line.contains("extensions:");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        let base = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("medkit listening on "))
+            .unwrap_or_else(|| panic!("no URL in banner: {banner:?}"))
+            .to_string();
+        Server {
+            child,
+            base,
+            banner,
+        }
+    }
+
+    fn banner_value(&self, key: &str) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("{key} not in banner {:?}", self.banner))
+    }
+}
+
+async fn send(
+    method: reqwest::Method,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, url).timeout(Duration::from_secs(10));
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    if let Some(b) = body {
+        req = req
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )
+            .body(b.to_string());
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    assert_eq!(res.headers()["content-type"], "application/json");
+    (status, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn serve_prints_working_tokens_and_the_sandbox_flow_works() {
+    let server = Server::start(&["--memory"]);
+    let client_id = server.banner_value("client id:");
+    let viewer = format!("{client_id} {}", server.banner_value("viewer:"));
+    let broadcaster = format!("{client_id} {}", server.banner_value("broadcaster:"));
+    let url = |p: &str| format!("{}/v1/e/{p}", server.base);
+    use reqwest::Method as M;
+
+    let (s, v) = send(
+        M::POST,
+        &url("channel_state"),
+        Some(&broadcaster),
+        Some(json!({"round": 1})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"round": 1})));
+    let (s, v) = send(
+        M::PATCH,
+        &url("channel_state"),
+        Some(&broadcaster),
+        Some(json!({"score": 9})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"round": 1, "score": 9})));
+    let (s, v) = send(M::GET, &url("channel_state"), Some(&viewer), None).await;
+    assert_eq!((s, v), (200, json!({"round": 1, "score": 9})));
+
+    // The sandbox flow the official client uses: authtoken, then user_info.
+    let (s, v) = send(
+        M::POST,
+        &url("authtoken?role=viewer"),
+        None,
+        Some(json!({"app_id": client_id, "channel_id": "1001", "user_id": "77"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let minted = format!("{client_id} {}", v["token"].as_str().unwrap());
+    let (s, v) = send(M::GET, &url("user_info"), Some(&minted), None).await;
+    assert_eq!((s, v["ip_address"].clone()), (200, json!("127.0.0.0")));
+    let (s, v) = send(M::GET, &url("nowhere"), Some(&minted), None).await;
+    assert_eq!(s, 404);
+    assert!(v["reason"].is_string());
+}
+
+#[tokio::test]
+async fn token_command_mints_tokens_for_a_configured_extension() {
+    let secret = "bXkgb3duIGV4dGVuc2lvbiBzZWNyZXQ="; // "my own extension secret"
+    let server = Server::start(&[
+        "--memory",
+        "--env",
+        "production",
+        "--extension",
+        &format!("myext:{secret}"),
+    ]);
+    assert!(
+        server.banner.iter().all(|l| !l.contains(secret)),
+        "secrets are never printed"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_medkit"))
+        .args([
+            "token",
+            "--client-id",
+            "myext",
+            "--secret",
+            secret,
+            "--role",
+            "broadcaster",
+            "--channel",
+            "5",
+            "--user",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let auth = format!("myext {token}");
+    let url = format!("{}/v1/e/channel_state", server.base);
+    let (s, v) = send(
+        reqwest::Method::POST,
+        &url,
+        Some(&auth),
+        Some(json!({"prod": true})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"prod": true})));
+    // Production: no authtoken.
+    let (s, _) = send(
+        reqwest::Method::POST,
+        &format!("{}/v1/e/authtoken", server.base),
+        None,
+        Some(json!({"app_id": "myext", "channel_id": "5"})),
+    )
+    .await;
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_a_clear_message() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_medkit"))
+            .args(args)
+            .env_remove("MEDKIT_EXTENSIONS")
+            .env_remove("MEDKIT_ENV")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(
+        run(&["serve", "--memory", "--port", "0", "--env", "production"]).contains("--extension")
+    );
+    let err = run(&[
+        "serve",
+        "--memory",
+        "--port",
+        "0",
+        "--extension",
+        "abc:!!notbase64secret",
+    ]);
+    assert!(
+        err.contains("abc") && !err.contains("notbase64secret"),
+        "{err}"
+    );
+    assert!(run(&["serve", "--memory", "--port", "0", "--env", "staging"]).contains("staging"));
+    assert!(
+        run(&[
+            "token",
+            "--client-id",
+            "a",
+            "--secret",
+            "%%%",
+            "--role",
+            "viewer",
+            "--channel",
+            "1"
+        ])
+        .contains("base64")
+    );
+}
+
+#[tokio::test]
+async fn the_file_store_keeps_data_and_the_demo_secret_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("medkit-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.to_str().unwrap();
+    let (secret, broadcaster) = {
+        let server = Server::start(&["--data-dir", data_dir]);
+        let auth = format!("medkit-demo {}", server.banner_value("broadcaster:"));
+        let (s, _) = send(
+            reqwest::Method::POST,
+            &format!("{}/v1/e/channel_state", server.base),
+            Some(&auth),
+            Some(json!({"kept": 1})),
+        )
+        .await;
+        assert_eq!(s, 200);
+        (server.banner_value("secret:"), auth)
+    };
+    let server = Server::start(&["--data-dir", data_dir]);
+    assert_eq!(server.banner_value("secret:"), secret);
+    // A token from the first run still works, and the data is there.
+    let (s, v) = send(
+        reqwest::Method::GET,
+        &format!("{}/v1/e/channel_state", server.base),
+        Some(&broadcaster),
+        None,
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"kept": 1})));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

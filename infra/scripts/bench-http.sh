@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# HTTP throughput of the dev server (embedded file store, loopback): GET and
+# PATCH channel_state beside a bare axum "hello" route of the same binary, in
+# the same run. Prints requests/s, p99 and the ratio to the bare route.
+#   infra/scripts/bench-http.sh [SECONDS] [CONNECTIONS]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+secs="${1:-10}"; conns="${2:-64}"
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } >&2
+
+cargo build --release -q -p medkit-dev
+bin="$root/target/release/medkit"
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+secret=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
+RUST_LOG=warn "$bin" serve --port "$port" --data-dir "$work/data" --extension "bench:$secret" > "$work/log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/hello" && break; sleep 0.1; done
+
+viewer=$("$bin" token --client-id bench --secret "$secret" --role viewer --channel 42 --user 7 --ttl 3600)
+caster=$("$bin" token --client-id bench --secret "$secret" --role broadcaster --channel 42 --user 42 --ttl 3600)
+base="http://127.0.0.1:$port"
+curl -s -o /dev/null -X POST "$base/v1/e/channel_state" -H "Authorization: bench $caster" \
+  -d '{"round":3,"teams":{"red":10,"blue":12},"question":"Which team wins?","open":true}'
+
+cat > "$work/patch.lua" <<LUA
+wrk.method = "PATCH"
+wrk.headers["Authorization"] = "bench $caster"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
+wrk.body = '{"teams":{"red":11}}'
+LUA
+
+run() { # name, url, extra wrk args...
+  local name=$1 url=$2; shift 2
+  local out; out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url")
+  local rps p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses!" >&2; echo "$out" >&2; exit 1; fi
+  printf '%-28s %10s req/s   p99 %8s\n' "$name" "$rps" "$p99" >&2
+  echo "$rps"
+}
+
+echo "wrk: ${secs}s, $conns connections, 2 threads, loopback" >&2
+hello=$(run "GET /hello (bare axum)" "$base/hello")
+get=$(run "GET channel_state" "$base/v1/e/channel_state" -H "Authorization: bench $viewer")
+patch=$(run "PATCH channel_state" "$base/v1/e/channel_state" -s "$work/patch.lua")
+python3 - "$hello" "$get" "$patch" <<'PY' >&2
+import sys
+hello, get, patch = map(float, sys.argv[1:])
+print(f"GET channel_state / bare route   = {get/hello:.2f}  (target >= 0.60)")
+print(f"PATCH channel_state / bare route = {patch/hello:.2f}")
+PY
