@@ -3,16 +3,19 @@
 //! parsing, JSON responses, CORS, limits, 404/405 as JSON, request logs.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tower::{Layer, Service};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::app::App;
@@ -186,27 +189,63 @@ async fn method_not_allowed() -> Response {
 }
 
 /// Logs one line per request: method, route, status, latency. Never headers,
-/// bodies or query strings (tokens and user data stay out of logs).
-async fn log_request(req: Request, next: Next) -> Response {
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return next.run(req).await;
+/// bodies or query strings (tokens and user data stay out of logs). A plain
+/// tower layer rather than `middleware::from_fn`, which clones the inner
+/// service on every call: when info logs are off it costs nothing.
+#[derive(Clone, Copy)]
+struct RequestLogLayer;
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+    fn layer(&self, inner: S) -> RequestLog<S> {
+        RequestLog { inner }
     }
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let res = next.run(req).await;
-    let status = res.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 500 {
-        tracing::warn!(%method, %route, status, latency_ms, "request");
-    } else {
-        tracing::info!(%method, %route, status, latency_ms, "request");
+}
+
+#[derive(Clone)]
+struct RequestLog<S> {
+    inner: S,
+}
+
+type LoggedFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+
+impl<S> Service<Request> for RequestLog<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = LoggedFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    res
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return Box::pin(self.inner.call(req));
+        }
+        let started = Instant::now();
+        let method = req.method().clone();
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "unmatched".into());
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await?;
+            let status = res.status().as_u16();
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if status >= 500 {
+                tracing::warn!(%method, %route, status, latency_ms, "request");
+            } else {
+                tracing::info!(%method, %route, status, latency_ms, "request");
+            }
+            Ok(res)
+        })
+    }
 }
 
 pub fn cors() -> CorsLayer {
@@ -231,7 +270,7 @@ pub fn finish(routes: Router) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(log_request))
+        .layer(RequestLogLayer)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors())
 }

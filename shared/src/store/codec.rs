@@ -67,9 +67,9 @@ pub fn decode_zlib(bytes: &[u8]) -> Result<Value, StoreError> {
 }
 
 /// The stored JSON text, inflated if it was compressed.
-pub fn decode_text(encoded: &Encoded) -> Result<String, StoreError> {
+pub fn decode_text(encoded: Encoded) -> Result<String, StoreError> {
     match encoded {
-        Encoded::Plain(s) => Ok(s.clone()),
+        Encoded::Plain(s) => Ok(s),
         Encoded::Zlib(b) => {
             let mut text = String::with_capacity(b.len() * 4);
             ZlibDecoder::new(b.as_slice())

@@ -371,7 +371,7 @@ impl DocumentStore for DynamoStore {
         match item.as_ref().map(|i| (i.get("d"), i.get("z"))) {
             Some((Some(AttributeValue::S(t)), _)) => Ok(Some(t.clone())),
             Some((_, Some(AttributeValue::B(b)))) => {
-                codec::decode_text(&Encoded::Zlib(b.as_ref().to_vec())).map(Some)
+                codec::decode_text(Encoded::Zlib(b.as_ref().to_vec())).map(Some)
             }
             _ => Ok(None),
         }

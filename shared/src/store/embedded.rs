@@ -219,7 +219,7 @@ impl DocumentStore for EmbeddedStore {
             Some(Record {
                 body: Body::Doc(enc),
                 ..
-            }) => codec::decode_text(&enc).map(Some),
+            }) => codec::decode_text(enc).map(Some),
             _ => Ok(None),
         })
         .await
