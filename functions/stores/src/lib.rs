@@ -76,6 +76,22 @@ impl Doc {
         })
     }
 
+    /// The caller's document, once the caller may read it (403 otherwise).
+    fn readable_key(self, c: &Caller) -> Result<DocKey, ApiError> {
+        if let Some(roles) = self.readers() {
+            c.require(roles)?;
+        }
+        self.key(c)
+    }
+
+    /// The caller's document, once the caller may write it (403 otherwise).
+    fn writable_key(self, c: &Caller) -> Result<DocKey, ApiError> {
+        if let Some(roles) = self.writers() {
+            c.require(roles)?;
+        }
+        self.key(c)
+    }
+
     fn ttl<S>(self, app: &SharedApp<S>) -> i64 {
         match self {
             Doc::ExtensionConfig | Doc::ChannelConfig => app.expiry.config_secs,
@@ -102,10 +118,7 @@ async fn read_doc<S: Store>(
     caller: Caller,
     doc: Doc,
 ) -> Result<Response, ApiError> {
-    if let Some(roles) = doc.readers() {
-        caller.require(roles)?;
-    }
-    let key = doc.key(&caller)?;
+    let key = doc.readable_key(&caller)?;
     read_text(&app, &key).await
 }
 
@@ -121,10 +134,7 @@ async fn replace_doc<S: Store>(
     doc: Doc,
     body: Value,
 ) -> Result<Response, ApiError> {
-    if let Some(roles) = doc.writers() {
-        caller.require(roles)?;
-    }
-    let key = doc.key(&caller)?;
+    let key = doc.writable_key(&caller)?;
     let new = documents::replacement(body, MAX_DOC_BYTES, doc.name())?;
     app.store.put_doc(&key, &new, doc.ttl(&app)).await?;
     emit(&app, doc.event(&caller, &new)).await;
@@ -137,10 +147,7 @@ async fn patch_doc<S: Store>(
     doc: Doc,
     body: Value,
 ) -> Result<Response, ApiError> {
-    if let Some(roles) = doc.writers() {
-        caller.require(roles)?;
-    }
-    let key = doc.key(&caller)?;
+    let key = doc.writable_key(&caller)?;
     let patch = Patch::parse(body)?;
     let what = doc.name();
     let new = app
