@@ -13,7 +13,7 @@ use medkit::auth::{Caller, Role};
 use medkit::documents::{self, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patch};
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, finish, ok, ok_text};
-use medkit::ids::{ChannelId, JsonKey, ViewerId};
+use medkit::ids::{ChannelId, ClientId, JsonKey, ViewerId};
 use medkit::notify::{Audience, Event};
 use medkit::store::{DocKey, Store};
 use serde_json::{Map, Value, json};
@@ -236,12 +236,7 @@ async fn get_extension_viewer_state<S: Store>(
     let ids = parse_ids(list)?;
     let keys = ids
         .iter()
-        .map(|id| {
-            Ok(DocKey::extension_viewer_state(
-                &caller.client_id,
-                &ViewerId::parse(id.as_str())?,
-            ))
-        })
+        .map(|id| MapDoc::ExtensionViewerState.key(&caller.client_id, id))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let docs = app.store.get_docs(&keys).await?;
     let found: Map<String, Value> = ids
@@ -252,37 +247,46 @@ async fn get_extension_viewer_state<S: Store>(
     Ok(ok(Value::Object(found)))
 }
 
-async fn patch_extension_viewer_state<S: Store>(
-    State(app): State<SharedApp<S>>,
-    caller: Caller,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    if !caller.role.is_privileged() {
-        return patch_doc(app, caller, Doc::ExtensionViewerState, body).await;
-    }
-    let client = caller.client_id.clone();
-    patch_many(&app, body, Doc::ExtensionViewerState, |id| {
-        Ok(DocKey::extension_viewer_state(
-            &client,
-            &ViewerId::parse(id)?,
-        ))
-    })
-    .await
+/// Documents an admin/backend can PATCH for many ids at once
+/// (`{"<id>": patch, …}`); everyone else PATCHes their own.
+#[derive(Debug, Clone, Copy)]
+enum MapDoc {
+    /// Keyed by user id.
+    ExtensionViewerState,
+    /// Keyed by channel id.
+    ChannelConfig,
 }
 
-async fn patch_channel_config<S: Store>(
-    State(app): State<SharedApp<S>>,
+impl MapDoc {
+    fn doc(self) -> Doc {
+        match self {
+            MapDoc::ExtensionViewerState => Doc::ExtensionViewerState,
+            MapDoc::ChannelConfig => Doc::ChannelConfig,
+        }
+    }
+
+    /// The document of one id of the map.
+    fn key(self, client: &ClientId, id: &str) -> Result<DocKey, ApiError> {
+        Ok(match self {
+            MapDoc::ExtensionViewerState => {
+                DocKey::extension_viewer_state(client, &ViewerId::parse(id)?)
+            }
+            MapDoc::ChannelConfig => DocKey::channel_config(client, &ChannelId::parse(id)?),
+        })
+    }
+}
+
+async fn patch_own_or_map<S: Store>(
+    app: SharedApp<S>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    map: MapDoc,
+    body: Value,
 ) -> Result<Response, ApiError> {
     if !caller.role.is_privileged() {
-        return patch_doc(app, caller, Doc::ChannelConfig, body).await;
+        return patch_doc(app, caller, map.doc(), body).await;
     }
     let client = caller.client_id.clone();
-    patch_many(&app, body, Doc::ChannelConfig, |id| {
-        Ok(DocKey::channel_config(&client, &ChannelId::parse(id)?))
-    })
-    .await
+    patch_many(&app, body, map.doc(), |id| map.key(&client, id)).await
 }
 
 /// Several documents read in one store round trip; absent ones are `{}`.
@@ -416,6 +420,14 @@ fn replace_route<S: Store>(doc: Doc) -> Route<S> {
     )
 }
 
+fn map_patch_route<S: Store>(map: MapDoc) -> Route<S> {
+    patch(
+        move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
+            patch_own_or_map(app, caller, map, b)
+        },
+    )
+}
+
 fn patch_route<S: Store>(doc: Doc) -> Route<S> {
     patch(
         move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
@@ -442,7 +454,7 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
             "/v1/e/extension_viewer_state",
             get(get_extension_viewer_state::<S>)
                 .merge(replace_route(Doc::ExtensionViewerState))
-                .patch(patch_extension_viewer_state::<S>),
+                .merge(map_patch_route(MapDoc::ExtensionViewerState)),
         )
         .route("/v1/e/extension_hidden_state", doc_routes(Doc::HiddenState))
         .route("/v1/e/config", get(all_config::<S>))
@@ -451,7 +463,7 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
             "/v1/e/config/channel",
             read_route(Doc::ChannelConfig)
                 .merge(replace_route(Doc::ChannelConfig))
-                .patch(patch_channel_config::<S>),
+                .merge(map_patch_route(MapDoc::ChannelConfig)),
         )
         .route(
             "/v1/e/json_store",

@@ -410,9 +410,11 @@ impl DocumentStore for DynamoStore {
                     .and_then(|mut r| r.remove(table))
                     .unwrap_or_default()
                 {
-                    if let (true, Some(pk), Some(doc)) =
-                        (is_live(&item, now), text(&item, "pk"), item_doc(&item)?)
-                    {
+                    // Expired items are skipped before any decoding.
+                    if !is_live(&item, now) {
+                        continue;
+                    }
+                    if let (Some(pk), Some(doc)) = (text(&item, "pk"), item_doc(&item)?) {
                         found.insert(pk.to_string(), doc);
                     }
                 }
