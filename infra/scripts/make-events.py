@@ -4,7 +4,7 @@
 Their tokens belong to the sample extension below and expire in 2100, so the
 events work with `cargo lambda invoke` as long as the function runs with
 MEDKIT_EXTENSIONS=sample-client:<SECRET> (see README). Regenerate with
-    cargo build -p medkit-dev && python3 infra/scripts/make-events.py
+    cargo build -p medkit-dev && python3 infra/scripts/make-events.py [FAMILY...]
 """
 import json, os, subprocess, sys, time
 
@@ -85,14 +85,39 @@ def main():
         "05-pin-token-exists-get": event("GET", "/v1/e/pin_token_exists", auth=broadcaster),
         "06-pin-delete": event("DELETE", "/v1/e/pin", auth=broadcaster),
     }
-    for family, events in (("stores", stores), ("auth", auth)):
+    viewer2 = token("viewer", user="3003")
+    q = {"id": "q1", "name": "Who wins?", "short_name": "q1", "description": "",
+         "options": [{"id": "red", "name": "Red", "short_name": "r", "description": ""},
+                     {"id": "blue", "name": "Blue", "short_name": "b", "description": ""}]}
+    aggregate = {
+        "01-vote-post": event("POST", "/v1/e/vote", "id=poll1", auth=viewer, body={"value": 2}),
+        "02-vote-post-weighted": event("POST", "/v1/e/vote", "id=poll1", auth=viewer2, body={"value": 5, "count": 3}),
+        "03-vote-get": event("GET", "/v1/e/vote", "id=poll1", auth=viewer),
+        "04-vote-logs-get": event("GET", "/v1/e/vote_logs", "id=poll1", auth=admin),
+        "05-rank-post": event("POST", "/v1/e/rank", "id=food", auth=viewer, body={"key": "pizza"}),
+        "06-rank-get": event("GET", "/v1/e/rank", "id=food", auth=viewer),
+        "07-accumulate-post": event("POST", "/v1/e/accumulate", "id=ideas", auth=viewer, body={"idea": "more cats"}),
+        "08-accumulate-get": event("GET", "/v1/e/accumulate", "id=ideas&start=undefined", auth=broadcaster),
+        "09-curated-poll-edit-post": event("POST", "/v1/e/curated_poll_edit", auth=broadcaster, body=q),
+        "10-curated-poll-state-post": event("POST", "/v1/e/curated_poll_state", "id=q1", auth=broadcaster,
+                                            body={"transition": "state-unlocked"}),
+        "11-curated-poll-post": event("POST", "/v1/e/curated_poll", auth=viewer, body={"question_id": "q1", "vote": "red"}),
+        "12-curated-poll-get": event("GET", "/v1/e/curated_poll", auth=viewer),
+        "13-team-membership-get": event("GET", "/v1/e/team_membership", auth=viewer),
+        "14-curated-poll-leaderboard-get": event("GET", "/v1/e/curated_poll_leaderboard", auth=admin),
+        "15-rank-delete": event("DELETE", "/v1/e/rank", "id=food", auth=broadcaster),
+        "16-vote-delete": event("DELETE", "/v1/e/vote", "id=poll1", auth=broadcaster),
+    }
+    families = {"stores": stores, "auth": auth, "aggregate": aggregate}
+    wanted = sys.argv[1:] or list(families)
+    for family, events in ((f, families[f]) for f in wanted):
         d = os.path.join(ROOT, "events", family)
         os.makedirs(d, exist_ok=True)
         for name, ev in events.items():
             with open(os.path.join(d, name + ".json"), "w") as f:
                 json.dump(ev, f, indent=2)
                 f.write("\n")
-    print(f"wrote {len(stores) + len(auth)} events", file=sys.stderr)
+    print(f"wrote the events of {', '.join(wanted)}", file=sys.stderr)
 
 if __name__ == "__main__":
     main()

@@ -162,6 +162,17 @@ impl Caller {
             .ok_or_else(|| ApiError::forbidden("this token carries no viewer identity"))?;
         ViewerId::parse(id).map_err(|_| ApiError::unauthorized("the token's user id is malformed"))
     }
+
+    /// Who casts a ballot or holds a rank key: the opaque id, which stays the
+    /// same whether or not the viewer shares identity later (else the user id).
+    pub fn voter_id(&self) -> Result<ViewerId, ApiError> {
+        let id = self
+            .opaque_user_id
+            .as_deref()
+            .or(self.user_id.as_ref().map(|u| u.as_str()))
+            .ok_or_else(|| ApiError::forbidden("this token carries no viewer identity"))?;
+        ViewerId::parse(id).map_err(|_| ApiError::unauthorized("the token's user id is malformed"))
+    }
 }
 
 /// Clock-skew allowance on `exp`, in seconds.

@@ -10,6 +10,7 @@ pub const ENV_ENVIRONMENT: &str = "MEDKIT_ENV";
 pub const ENV_EXTENSIONS: &str = "MEDKIT_EXTENSIONS";
 pub const ENV_STORES_TABLE: &str = "MEDKIT_STORES_TABLE";
 pub const ENV_AUTH_TABLE: &str = "MEDKIT_AUTH_TABLE";
+pub const ENV_AGGREGATES_TABLE: &str = "MEDKIT_AGGREGATES_TABLE";
 pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
 
 const DAY: i64 = 24 * 3600;
@@ -21,6 +22,13 @@ pub struct Expiry {
     pub config_secs: i64,
     pub json_store_secs: i64,
     pub users_secs: i64,
+    /// Votes: a ballot counts for 7 days after it was cast (CONTRACT §4).
+    pub votes_secs: i64,
+    /// Rank keys and accumulated entries: 24 hours.
+    pub rank_secs: i64,
+    pub accumulate_secs: i64,
+    /// Trivia answers and team membership: as long as state.
+    pub trivia_secs: i64,
 }
 
 impl Expiry {
@@ -31,6 +39,10 @@ impl Expiry {
             config_secs: 365 * DAY,
             json_store_secs: days * DAY,
             users_secs: 365 * DAY,
+            votes_secs: 7 * DAY,
+            rank_secs: DAY,
+            accumulate_secs: DAY,
+            trivia_secs: days * DAY,
         }
     }
 }
@@ -85,6 +97,7 @@ impl LambdaConfig {
         let tables = Tables {
             stores: required(ENV_STORES_TABLE)?,
             auth: required(ENV_AUTH_TABLE)?,
+            aggregates: required(ENV_AGGREGATES_TABLE)?,
         };
         let expiry = match get(ENV_STATE_TTL_DAYS) {
             None => Expiry::default(),
@@ -125,6 +138,7 @@ mod tests {
         (ENV_EXTENSIONS, "abc:c2VjcmV0"),
         (ENV_STORES_TABLE, "s"),
         (ENV_AUTH_TABLE, "a"),
+        (ENV_AGGREGATES_TABLE, "g"),
     ];
 
     #[test]

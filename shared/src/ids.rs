@@ -78,6 +78,23 @@ id_type!(
     JsonKey, "json store id"
 );
 
+id_type!(
+    /// A poll, ranking or accumulate id (`vote?id=`). Ids starting `global`
+    /// are extension-wide.
+    AggregateId, "id"
+);
+
+impl AggregateId {
+    pub fn is_global(&self) -> bool {
+        self.0.starts_with("global")
+    }
+
+    /// The `id` query parameter, `default` when absent or empty.
+    pub fn from_query(raw: Option<&str>) -> Result<Self, ApiError> {
+        Self::parse(raw.filter(|s| !s.is_empty()).unwrap_or("default"))
+    }
+}
+
 impl JsonKey {
     pub fn is_global(&self) -> bool {
         self.0.starts_with("global")

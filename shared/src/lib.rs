@@ -4,11 +4,13 @@
 //! - [`registry`]: which extensions exist and their secrets
 //! - [`error`]: [`error::ApiError`] → status + `{"reason"}`
 //! - [`store`]: ports and their DynamoDB / embedded adapters
+//! - [`aggregate`]: votes, rankings, accumulate (pure domain logic)
 //! - [`documents`]: state, config and JSON-store rules (limits, patching)
 //! - [`notify`]: the `Notifier` port for real-time events
 //! - [`http`]: request/response plumbing shared by every function's router
 //! - [`app`]: what every handler gets: config, registry, store, notifier
 
+pub mod aggregate;
 pub mod app;
 pub mod auth;
 pub mod config;

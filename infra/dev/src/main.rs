@@ -238,7 +238,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
 /// Every function's routes in one router, plus a bare route for benchmarks.
 fn dev_router<S: Store>(app: SharedApp<S>) -> Router {
-    let api = medkit_auth::routes::<S>().merge(medkit_stores::routes::<S>());
+    let api = medkit_auth::routes::<S>()
+        .merge(medkit_stores::routes::<S>())
+        .merge(medkit_aggregate::routes::<S>());
     medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
 }
 

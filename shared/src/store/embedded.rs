@@ -10,9 +10,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use super::codec::{self, Encoded};
-use super::{AuthStore, ClaimedPin, DocKey, DocumentStore, SINGLE, auth_keys};
+use super::{
+    AggregateStore, AuthStore, ClaimedPin, DocKey, DocumentStore, SINGLE, agg_kinds, auth_keys,
+    entry_sk, parse_rank_count_sk, rank_count_sk,
+};
+use crate::aggregate::AggKey;
+use crate::aggregate::accumulate::Entry;
+use crate::aggregate::rank::Holder;
+use crate::aggregate::vote::{Ballot, BucketedSums, Sums, replace_ballot};
 use crate::auth::now_secs;
 use crate::error::{ApiError, StoreError};
+use crate::ids::ViewerId;
 use crate::ids::{ChannelId, ClientId, UserId};
 
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
@@ -93,6 +101,104 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+/// What a write job hands back after running: called with the outcome of the
+/// commit, it delivers the job's result to the waiting request.
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job =
+    Box<dyn for<'t> FnOnce(&mut redb::Table<'t, &'static str, &'static [u8]>) -> Completion + Send>;
+
+/// Most write jobs committed together.
+const MAX_BATCH: usize = 512;
+
+/// Group commit: one thread owns redb's (single) write transaction and runs
+/// every queued write job in it, then commits once for the whole batch. One
+/// fsync then covers many requests, so concurrent writers (votes on a hot
+/// poll) are not bounded by the disk's sync rate. Each job still sees the
+/// writes of the jobs before it, so read-modify-write stays atomic.
+struct Writer {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// The last store handle is gone: let the thread finish its queue and
+    /// release the database, so the file can be opened again at once.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Writer {
+    fn start(db: Arc<Database>) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("medkit-redb-writer".into())
+            .spawn(move || {
+                // Ends when every sender (every store clone) is gone.
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit_batch(&db, batch);
+                }
+            })
+            .expect("spawn the embedded store's writer thread");
+        Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Runs a batch in one transaction. A job that fails must not have written
+/// anything (every job validates before it writes), so the others commit.
+/// Jobs dropped unrun (the transaction could not start, a job panicked) tell
+/// their callers through the closed channel.
+fn commit_batch(db: &Database, batch: Vec<Job>) {
+    let tx = match db.begin_write() {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(cause = %e, "embedded store: cannot begin a write transaction");
+            return;
+        }
+    };
+    let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
+    {
+        let mut table = match tx.open_table(ITEMS) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(cause = %e, "embedded store: cannot open the table");
+                return;
+            }
+        };
+        for job in batch {
+            let run = std::panic::AssertUnwindSafe(|| job(&mut table));
+            match std::panic::catch_unwind(run) {
+                Ok(completion) => done.push(completion),
+                Err(_) => {
+                    tracing::error!("embedded store: a write job panicked; batch abandoned");
+                    return;
+                }
+            }
+        }
+    }
+    let outcome = tx.commit().map_err(internal);
+    if let Err(e) = &outcome {
+        tracing::error!(cause = %e, "embedded store: commit failed");
+    }
+    for completion in done {
+        completion(outcome.as_ref().map(|_| ()).map_err(internal));
+    }
 }
 
 impl EmbeddedStore {
@@ -117,7 +223,9 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(internal)?;
         tx.open_table(ITEMS).map_err(internal)?;
         tx.commit().map_err(internal)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let writer = Arc::new(Writer::start(db.clone()));
+        Ok(EmbeddedStore { db, writer })
     }
 
     /// Runs a read-only closure. Inline on the async thread: redb reads are
@@ -132,23 +240,33 @@ impl EmbeddedStore {
         f(&table)
     }
 
-    /// Runs a closure in one write transaction; it commits only if the closure succeeds.
+    /// Runs a closure in the writer's next transaction (group commit) and
+    /// returns its result once that transaction is durable. The closure must
+    /// not write anything before it can still fail.
     async fn write<T: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let tx = db.begin_write().map_err(internal)?;
-            let out = {
-                let mut table = tx.open_table(ITEMS).map_err(internal)?;
-                f(&mut table)?
-            };
-            tx.commit().map_err(internal)?;
-            Ok(out)
-        })
-        .await
-        .map_err(internal)?
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |table| {
+            let out = f(table);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let result = match (out, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(E::from(e)),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.writer
+            .jobs
+            .as_ref()
+            .ok_or_else(|| E::from(internal("the embedded store is closing")))?
+            .send(job)
+            .map_err(|_| E::from(internal("the embedded store's writer has stopped")))?;
+        rx.await
+            .map_err(|_| E::from(internal("the write was not completed")))?
     }
 }
 
@@ -433,6 +551,259 @@ impl AuthStore for EmbeddedStore {
                     .map_err(internal)?;
             }
             Ok(live)
+        })
+        .await
+    }
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    k: &str,
+    now: i64,
+) -> Result<Option<T>, StoreError> {
+    match get_record(table, k, now)? {
+        Some(Record {
+            body: Body::Text(t),
+            ..
+        }) => serde_json::from_str(&t).map(Some).map_err(internal),
+        Some(_) => Err(internal("unexpected record kind")),
+        None => Ok(None),
+    }
+}
+
+fn put_json<T: serde::Serialize>(
+    table: &mut redb::Table<&str, &[u8]>,
+    k: &str,
+    value: &T,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(value).map_err(internal)?;
+    put_record(
+        table,
+        k,
+        &Record {
+            expires_at,
+            body: Body::Text(text),
+        },
+    )
+}
+
+/// Removes every item of a partition, live or expired.
+fn remove_partition(table: &mut redb::Table<&str, &[u8]>, pk: &str) -> Result<(), StoreError> {
+    let keys: Vec<String> = scan_partition(table, pk, None, usize::MAX, i64::MIN)?
+        .into_iter()
+        .map(|(sk, _)| key(pk, &sk))
+        .collect();
+    for k in keys {
+        table.remove(k.as_str()).map_err(internal)?;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to the rank count of (`bucket`, `key`); a count of 0 is removed.
+fn bump_rank_count(
+    table: &mut redb::Table<&str, &[u8]>,
+    pk: &str,
+    bucket: i64,
+    rank_key: &str,
+    delta: i64,
+) -> Result<(), StoreError> {
+    let k = key(pk, &rank_count_sk(bucket, rank_key));
+    let n = get_json::<i64>(table, &k, i64::MIN)?.unwrap_or(0) + delta;
+    if n == 0 {
+        table.remove(k.as_str()).map_err(internal)?;
+        Ok(())
+    } else {
+        put_json(table, &k, &n, bucket)
+    }
+}
+
+/// The extension-wide copy of an entry's partition (admin reads every channel).
+fn all_channels(acc: &AggKey) -> AggKey {
+    AggKey {
+        scope: None,
+        ..acc.clone()
+    }
+}
+
+impl AggregateStore for EmbeddedStore {
+    async fn cast_vote(&self, poll: &AggKey, ballot: Ballot) -> Result<Sums, StoreError> {
+        let sums_k = key(&poll.partition(agg_kinds::VOTE_SUMS), SINGLE);
+        let ballot_k = key(&poll.partition(agg_kinds::BALLOTS), &ballot.voter);
+        self.write(move |t| {
+            let now = now_secs();
+            let old: Option<Ballot> = get_json(t, &ballot_k, now)?;
+            let mut sums: BucketedSums = get_json(t, &sums_k, i64::MIN)?.unwrap_or_default();
+            replace_ballot(&mut sums, old.as_ref(), &ballot);
+            match sums.prune(now) {
+                Some(latest) => put_json(t, &sums_k, &sums, latest)?,
+                None => {
+                    t.remove(sums_k.as_str()).map_err(internal)?;
+                }
+            }
+            put_json(t, &ballot_k, &ballot, ballot.bucket)?;
+            Ok(sums.live(now))
+        })
+        .await
+    }
+
+    async fn vote_totals(
+        &self,
+        poll: &AggKey,
+        voter: Option<&ViewerId>,
+    ) -> Result<(Sums, Option<Ballot>), StoreError> {
+        let sums_k = key(&poll.partition(agg_kinds::VOTE_SUMS), SINGLE);
+        let ballot_k = voter.map(|v| key(&poll.partition(agg_kinds::BALLOTS), v.as_str()));
+        self.read(move |t| {
+            let now = now_secs();
+            let sums: Option<BucketedSums> = get_json(t, &sums_k, now)?;
+            let ballot = match ballot_k {
+                Some(k) => get_json(t, &k, now)?,
+                None => None,
+            };
+            Ok((sums.map(|s| s.live(now)).unwrap_or_default(), ballot))
+        })
+        .await
+    }
+
+    async fn ballots(&self, poll: &AggKey) -> Result<Vec<Ballot>, StoreError> {
+        let pk = poll.partition(agg_kinds::BALLOTS);
+        self.read(move |t| {
+            scan_partition(t, &pk, None, usize::MAX, now_secs())?
+                .into_iter()
+                .map(|(_, rec)| match rec.body {
+                    Body::Text(text) => serde_json::from_str(&text).map_err(internal),
+                    _ => Err(internal("unexpected record kind")),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_poll(&self, poll: &AggKey) -> Result<(), StoreError> {
+        let ballots = poll.partition(agg_kinds::BALLOTS);
+        let sums = poll.partition(agg_kinds::VOTE_SUMS);
+        self.write(move |t| {
+            remove_partition(t, &ballots)?;
+            remove_partition(t, &sums)
+        })
+        .await
+    }
+
+    async fn set_rank_key(
+        &self,
+        rank: &AggKey,
+        voter: &ViewerId,
+        rank_key: &str,
+        bucket: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let holder_k = key(&rank.partition(agg_kinds::RANK_HOLDERS), voter.as_str());
+        let counts = rank.partition(agg_kinds::RANK_COUNTS);
+        let new = Holder {
+            key: rank_key.to_string(),
+            bucket,
+        };
+        self.write(move |t| {
+            let old: Option<Holder> = get_json(t, &holder_k, now_secs())?;
+            if old.as_ref() == Some(&new) {
+                return Ok(old.map(|h| h.key));
+            }
+            if let Some(o) = &old {
+                bump_rank_count(t, &counts, o.bucket, &o.key, -1)?;
+            }
+            bump_rank_count(t, &counts, new.bucket, &new.key, 1)?;
+            put_json(t, &holder_k, &new, new.bucket)?;
+            Ok(old.map(|h| h.key))
+        })
+        .await
+    }
+
+    async fn rank_key(
+        &self,
+        rank: &AggKey,
+        voter: &ViewerId,
+    ) -> Result<Option<String>, StoreError> {
+        let holder_k = key(&rank.partition(agg_kinds::RANK_HOLDERS), voter.as_str());
+        self.read(move |t| Ok(get_json::<Holder>(t, &holder_k, now_secs())?.map(|h| h.key)))
+            .await
+    }
+
+    async fn rank_counts(&self, rank: &AggKey) -> Result<Vec<(String, i64)>, StoreError> {
+        let pk = rank.partition(agg_kinds::RANK_COUNTS);
+        self.read(move |t| {
+            let mut out = Vec::new();
+            for (sk, rec) in scan_partition(t, &pk, None, usize::MAX, now_secs())? {
+                let (Some((_, rank_key)), Body::Text(n)) = (parse_rank_count_sk(&sk), rec.body)
+                else {
+                    return Err(internal("malformed rank count"));
+                };
+                out.push((rank_key.to_string(), n.parse().map_err(internal)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_rank(&self, rank: &AggKey) -> Result<(), StoreError> {
+        let holders = rank.partition(agg_kinds::RANK_HOLDERS);
+        let counts = rank.partition(agg_kinds::RANK_COUNTS);
+        self.write(move |t| {
+            remove_partition(t, &holders)?;
+            remove_partition(t, &counts)
+        })
+        .await
+    }
+
+    async fn add_entry(
+        &self,
+        acc: &AggKey,
+        entry: &Entry,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let sk = entry_sk(entry.observed);
+        let own = key(&acc.partition(agg_kinds::ENTRIES), &sk);
+        let all = key(&all_channels(acc).partition(agg_kinds::ENTRIES), &sk);
+        let entry = entry.clone();
+        self.write(move |t| {
+            put_json(t, &own, &entry, expires_at)?;
+            if all != own {
+                put_json(t, &all, &entry, expires_at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn entries(
+        &self,
+        acc: &AggKey,
+        start: i64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let pk = acc.partition(agg_kinds::ENTRIES);
+        self.read(move |t| {
+            let now = now_secs();
+            let from = key(&pk, &format!("{:013}", start.saturating_add(1)));
+            let end = format!("{pk}\u{1}");
+            let mut out = Vec::new();
+            for row in t
+                .range(from.as_str()..end.as_str())
+                .map_err(internal)?
+                .rev()
+            {
+                let (_, v) = row.map_err(internal)?;
+                if let Some(Record {
+                    body: Body::Text(text),
+                    ..
+                }) = Record::from_bytes(v.value())?.live(now)
+                {
+                    out.push(serde_json::from_str(&text).map_err(internal)?);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
         })
         .await
     }

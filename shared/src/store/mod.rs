@@ -14,6 +14,9 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use crate::aggregate::AggKey;
+use crate::aggregate::accumulate::Entry;
+use crate::aggregate::vote::{Ballot, Sums};
 use crate::error::{ApiError, StoreError};
 use crate::ids::{ChannelId, ClientId, JsonKey, UserId, ViewerId};
 
@@ -62,6 +65,18 @@ impl DocKey {
             Some(ch) => Self::new(c, "js", &[ch.as_str(), key.as_str()]),
             None => Self::new(c, "jg", &[key.as_str()]),
         }
+    }
+    /// Every trivia question of the extension (≤ 64), one document.
+    pub fn trivia_questions(c: &ClientId) -> Self {
+        Self::new(c, "tq", &[])
+    }
+    /// A viewer's trivia answers, `{question: option}`.
+    pub fn trivia_answers(c: &ClientId, v: &ViewerId) -> Self {
+        Self::new(c, "ta", &[v.as_str()])
+    }
+    /// A channel's broadcaster's trivia answers (for the leaderboard).
+    pub fn trivia_broadcaster(c: &ClientId, ch: &ChannelId) -> Self {
+        Self::new(c, "tb", &[ch.as_str()])
     }
     pub fn partition_key(&self) -> &str {
         &self.pk
@@ -174,9 +189,110 @@ pub trait AuthStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
+/// Votes, rankings and accumulated entries (CONTRACT §4). Every change of a
+/// ballot or rank key is atomic with the counters it moves, so the counters
+/// always equal what the live ballots add up to.
+pub trait AggregateStore: Send + Sync + 'static {
+    /// Stores `ballot` as its voter's only ballot in the poll (replacing any
+    /// earlier one) and returns the poll's live sums including it.
+    fn cast_vote(
+        &self,
+        poll: &AggKey,
+        ballot: Ballot,
+    ) -> impl Future<Output = Result<Sums, StoreError>> + Send;
+
+    /// The poll's live sums, and `voter`'s live ballot when asked for.
+    fn vote_totals(
+        &self,
+        poll: &AggKey,
+        voter: Option<&ViewerId>,
+    ) -> impl Future<Output = Result<(Sums, Option<Ballot>), StoreError>> + Send;
+
+    /// Every live ballot of the poll (vote logs, marking winners).
+    fn ballots(
+        &self,
+        poll: &AggKey,
+    ) -> impl Future<Output = Result<Vec<Ballot>, StoreError>> + Send;
+
+    /// Removes the poll: ballots and sums.
+    fn delete_poll(&self, poll: &AggKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes `key` the voter's key in the ranking (expiring in `bucket`);
+    /// returns the key the voter held before, if any.
+    fn set_rank_key(
+        &self,
+        rank: &AggKey,
+        voter: &ViewerId,
+        key: &str,
+        bucket: i64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The key the voter holds, if any.
+    fn rank_key(
+        &self,
+        rank: &AggKey,
+        voter: &ViewerId,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Live count per key (unsorted; parts of one key may come separately).
+    fn rank_counts(
+        &self,
+        rank: &AggKey,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// Removes the ranking: holders and counts.
+    fn delete_rank(&self, rank: &AggKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds an entry to `acc` (its channel's scope); it expires at `expires_at`.
+    fn add_entry(
+        &self,
+        acc: &AggKey,
+        entry: &Entry,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Live entries observed after `start` (ms), newest first, at most `limit`.
+    /// `acc.scope` None reads every channel's entries.
+    fn entries(
+        &self,
+        acc: &AggKey,
+        start: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+}
+
 /// Everything a deployment's store provides.
-pub trait Store: DocumentStore + AuthStore + Clone {}
-impl<T: DocumentStore + AuthStore + Clone> Store for T {}
+pub trait Store: DocumentStore + AuthStore + AggregateStore + Clone {}
+impl<T: DocumentStore + AuthStore + AggregateStore + Clone> Store for T {}
+
+/// Partition kinds of the aggregate family, shared by both adapters.
+pub(crate) mod agg_kinds {
+    /// Vote sums (DynamoDB: one item per shard; embedded: one record).
+    pub const VOTE_SUMS: &str = "vs";
+    /// Ballots, sort key = voter.
+    pub const BALLOTS: &str = "vb";
+    /// Rank key holders, sort key = voter.
+    pub const RANK_HOLDERS: &str = "rh";
+    /// Rank counts, sort key = `<bucket>|<key>`.
+    pub const RANK_COUNTS: &str = "rc";
+    /// Accumulated entries, sort key = `<ms>|<random>`.
+    pub const ENTRIES: &str = "ac";
+}
+
+/// Sort key of a rank count: the bucket, zero-padded so keys sort by bucket.
+pub(crate) fn rank_count_sk(bucket: i64, key: &str) -> String {
+    format!("{bucket:012}|{key}")
+}
+
+pub(crate) fn parse_rank_count_sk(sk: &str) -> Option<(i64, &str)> {
+    let (b, key) = sk.split_once('|')?;
+    Some((b.parse().ok()?, key))
+}
+
+/// Sort key of an accumulated entry: time first, so ranges select by time.
+pub(crate) fn entry_sk(observed_ms: i64) -> String {
+    format!("{observed_ms:013}|{}", crate::random::token_id(6))
+}
 
 /// Partition keys of the auth family, shared by both adapters.
 pub(crate) mod auth_keys {

@@ -22,6 +22,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::Value;
 
+mod aggregate;
+
 use super::codec::{self, Encoded};
 use super::{AuthStore, ClaimedPin, DocKey, DocumentStore, SINGLE, auth_keys};
 use crate::auth::now_secs;
@@ -33,15 +35,22 @@ use crate::ids::{ChannelId, ClientId, UserId};
 pub struct Tables {
     pub stores: String,
     pub auth: String,
+    pub aggregates: String,
 }
 
 impl Tables {
-    /// `<prefix>stores`, `<prefix>auth`: what the dev server and tests create.
+    /// `<prefix>stores`, `<prefix>auth`, `<prefix>aggregates`: what the dev
+    /// server and tests create.
     pub fn with_prefix(prefix: &str) -> Self {
         Tables {
             stores: format!("{prefix}stores"),
             auth: format!("{prefix}auth"),
+            aggregates: format!("{prefix}aggregates"),
         }
+    }
+
+    fn all(&self) -> [&String; 3] {
+        [&self.stores, &self.auth, &self.aggregates]
     }
 }
 
@@ -68,10 +77,13 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
+    // DynamoDB Local (an endpoint override) is one JVM on the same machine as
+    // its load: it can take seconds under a test's burst of transactions.
+    let slow = if endpoint.is_some() { 10 } else { 1 };
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(8))
+        .operation_attempt_timeout(Duration::from_secs(3 * slow))
+        .operation_timeout(Duration::from_secs(8 * slow))
         .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
@@ -117,7 +129,7 @@ impl DynamoStore {
     /// Creates the tables with TTL if they do not exist (dev server and tests;
     /// in AWS the SAM template owns them).
     pub async fn ensure_tables(&self) -> Result<(), StoreError> {
-        for name in [&self.tables.stores, &self.tables.auth] {
+        for name in self.tables.all() {
             let created = self
                 .client
                 .create_table()
@@ -208,22 +220,88 @@ impl DynamoStore {
         }
     }
 
-    async fn batch_delete(&self, table: &str, keys: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in keys.chunks(BATCH_WRITE) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|k| {
-                    let del = DeleteRequest::builder().set_key(Some(k.clone())).build();
-                    del.map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|e| StoreError::Internal(e.to_string()))
-                })
-                .collect::<Result<_, _>>()?;
+    /// Live items among `keys` (consistent reads), 100 keys per BatchGetItem,
+    /// unprocessed keys retried with backoff. Expired items are dropped
+    /// before anything decodes them.
+    async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_filtered(table, keys, true).await
+    }
+
+    async fn batch_get_filtered(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+        live_only: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let now = now_secs();
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut pending: Vec<Item> = chunk.to_vec();
             for attempt in 0..=BATCH_RETRIES {
                 if pending.is_empty() {
                     break;
                 }
                 if attempt == BATCH_RETRIES {
-                    return Err(StoreError::Unavailable("unprocessed batch deletes".into()));
+                    return Err(StoreError::Unavailable("unprocessed batch reads".into()));
+                }
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, ka)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(table))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|i| !live_only || is_live(i, now)),
+                );
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn batch_delete(&self, table: &str, keys: Vec<Item>) -> Result<(), StoreError> {
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                let del = DeleteRequest::builder().set_key(Some(k)).build();
+                del.map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(table, requests).await
+    }
+
+    /// BatchWriteItem in chunks of 25, unprocessed items retried with backoff.
+    async fn batch_write(
+        &self,
+        table: &str,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE) {
+            let mut pending: Vec<WriteRequest> = chunk.to_vec();
+            for attempt in 0..=BATCH_RETRIES {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == BATCH_RETRIES {
+                    return Err(StoreError::Unavailable("unprocessed batch writes".into()));
                 }
                 let out = self
                     .client
@@ -378,54 +456,14 @@ impl DocumentStore for DynamoStore {
     }
 
     async fn get_docs(&self, keys: &[DocKey]) -> Result<Vec<Option<Value>>, StoreError> {
-        let table = self.tables.stores.as_str();
-        let mut found: HashMap<String, Value> = HashMap::new();
         let mut unique: Vec<&str> = keys.iter().map(|k| k.partition_key()).collect();
         unique.sort_unstable();
         unique.dedup();
-        let now = now_secs();
-        for chunk in unique.chunks(BATCH_GET) {
-            let mut pending: Vec<Item> = chunk.iter().map(|pk| key(pk, SINGLE)).collect();
-            for attempt in 0..=BATCH_RETRIES {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt == BATCH_RETRIES {
-                    return Err(StoreError::Unavailable("unprocessed batch reads".into()));
-                }
-                let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(pending))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(table, ka)
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(table))
-                    .unwrap_or_default()
-                {
-                    // Expired items are skipped before any decoding.
-                    if !is_live(&item, now) {
-                        continue;
-                    }
-                    if let (Some(pk), Some(doc)) = (text(&item, "pk"), item_doc(&item)?) {
-                        found.insert(pk.to_string(), doc);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut m| m.remove(table))
-                    .map(|ka| ka.keys)
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    backoff(attempt).await;
-                }
+        let wanted = unique.iter().map(|pk| key(pk, SINGLE)).collect();
+        let mut found: HashMap<String, Value> = HashMap::new();
+        for item in self.batch_get(&self.tables.stores, wanted).await? {
+            if let (Some(pk), Some(doc)) = (text(&item, "pk"), item_doc(&item)?) {
+                found.insert(pk.to_string(), doc);
             }
         }
         Ok(keys

@@ -1,0 +1,226 @@
+//! `vote` and `vote_logs`: one weighted ballot per viewer; VoteData from the
+//! store's running sums; `vote_update:<id>` events, throttled per poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+use medkit::aggregate::AggKey;
+use medkit::aggregate::vote::{Ballot, Sums, VoteInput};
+use medkit::aggregate::window::expiry_bucket;
+use medkit::app::SharedApp;
+use medkit::auth::{Caller, now_secs};
+use medkit::error::ApiError;
+use medkit::http::{JsonBody, QueryMap, ok};
+use medkit::ids::AggregateId;
+use medkit::notify::{Audience, Event};
+use medkit::store::Store;
+use serde_json::json;
+
+use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key};
+
+/// At most one `vote_update` per poll in this window (CONTRACT §4).
+pub const NOTICE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Throttles `vote_update` events per poll: the first vote of a window is
+/// announced at once; later votes in the window schedule one trailing event
+/// at its end, so listeners always end up with the final figures.
+#[derive(Default)]
+pub struct VoteNotices {
+    polls: Mutex<HashMap<AggKey, Window>>,
+}
+
+struct Window {
+    sent_at: Instant,
+    trailing: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Notice {
+    Now,
+    After(Duration),
+    Skip,
+}
+
+impl VoteNotices {
+    pub fn decide(&self, poll: &AggKey, now: Instant) -> Notice {
+        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        if polls.len() > 10_000 {
+            polls.retain(|_, w| now.duration_since(w.sent_at) < NOTICE_WINDOW || w.trailing);
+        }
+        match polls.get_mut(poll) {
+            Some(w) if now.duration_since(w.sent_at) < NOTICE_WINDOW => {
+                if w.trailing {
+                    Notice::Skip
+                } else {
+                    w.trailing = true;
+                    Notice::After(NOTICE_WINDOW - now.duration_since(w.sent_at))
+                }
+            }
+            _ => {
+                polls.insert(
+                    poll.clone(),
+                    Window {
+                        sent_at: now,
+                        trailing: false,
+                    },
+                );
+                Notice::Now
+            }
+        }
+    }
+
+    fn sent(&self, poll: &AggKey, at: Instant) {
+        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+        polls.insert(
+            poll.clone(),
+            Window {
+                sent_at: at,
+                trailing: false,
+            },
+        );
+    }
+}
+
+fn vote_event(poll: &AggKey, id: &AggregateId, sums: &Sums) -> Event {
+    Event {
+        client_id: poll.client.clone(),
+        audience: match &poll.scope {
+            Some(ch) => Audience::Channel(ch.clone()),
+            None => Audience::Extension,
+        },
+        name: format!("vote_update:{id}"),
+        data: json!({"id": id.as_str(), "stats": sums.vote_data(None)}),
+    }
+}
+
+/// Announces the poll's new figures, within the throttle.
+async fn announce<S: Store>(
+    app: &SharedApp<S>,
+    notices: &Arc<VoteNotices>,
+    poll: &AggKey,
+    id: &AggregateId,
+    sums: &Sums,
+) {
+    match notices.decide(poll, Instant::now()) {
+        Notice::Now => app.notifier.notify(vote_event(poll, id, sums)).await,
+        Notice::After(wait) => {
+            let (app, notices, poll, id) = (app.clone(), notices.clone(), poll.clone(), id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                match app.store.vote_totals(&poll, None).await {
+                    Ok((sums, _)) => {
+                        notices.sent(&poll, Instant::now());
+                        app.notifier.notify(vote_event(&poll, &id, &sums)).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "vote_update not sent"),
+                }
+            });
+        }
+        Notice::Skip => {}
+    }
+}
+
+pub async fn cast<S: Store>(
+    State(app): State<SharedApp<S>>,
+    Extension(notices): Extension<Arc<VoteNotices>>,
+    caller: Caller,
+    query: QueryMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (id, poll) = agg_key(&caller, &query)?;
+    let input = VoteInput::parse(&body)?;
+    let now = now_secs();
+    let ballot = Ballot {
+        voter: caller.voter_id()?.to_string(),
+        user_id: caller
+            .user_id
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        value: input.value,
+        weight: input.weight,
+        cast_at: now,
+        bucket: expiry_bucket(now, app.expiry.votes_secs),
+    };
+    let sums = app.store.cast_vote(&poll, ballot).await?;
+    announce(&app, &notices, &poll, &id, &sums).await;
+    Ok(ok(sums.vote_data(Some(input.value))))
+}
+
+pub async fn read<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    let (_, poll) = agg_key(&caller, &query)?;
+    let voter = caller.voter_id().ok();
+    let (sums, mine) = app.store.vote_totals(&poll, voter.as_ref()).await?;
+    Ok(ok(sums.vote_data(mine.map(|b| b.value))))
+}
+
+pub async fn clear<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    let (id, poll) = agg_key(&caller, &query)?;
+    // An extension-wide poll belongs to every channel: only the extension clears it.
+    caller.require(if id.is_global() {
+        PRIVILEGED
+    } else {
+        CHANNEL_OWNERS
+    })?;
+    app.store.delete_poll(&poll).await?;
+    Ok(ok(json!({})))
+}
+
+pub async fn logs<S: Store>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    query: QueryMap,
+) -> Result<Response, ApiError> {
+    caller.require(PRIVILEGED)?;
+    let (_, poll) = agg_key(&caller, &query)?;
+    let mut ballots = app.store.ballots(&poll).await?;
+    ballots.sort_by(|a, b| {
+        a.cast_at
+            .cmp(&b.cast_at)
+            .then_with(|| a.voter.cmp(&b.voter))
+    });
+    let result: Vec<_> = ballots.iter().map(Ballot::log_entry).collect();
+    Ok(ok(json!({ "result": result })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medkit::ids::{ChannelId, ClientId};
+
+    #[test]
+    fn notices_lead_then_trail_once_per_window() {
+        let n = VoteNotices::default();
+        let poll = AggKey::for_caller(
+            &ClientId::parse("c").unwrap(),
+            Some(&ChannelId::parse("1").unwrap()),
+            &AggregateId::parse("p").unwrap(),
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        assert_eq!(n.decide(&poll, t0), Notice::Now);
+        assert_eq!(
+            n.decide(&poll, t0 + Duration::from_secs(1)),
+            Notice::After(Duration::from_secs(4))
+        );
+        assert_eq!(n.decide(&poll, t0 + Duration::from_secs(2)), Notice::Skip);
+        n.sent(&poll, t0 + Duration::from_secs(5));
+        assert_eq!(
+            n.decide(&poll, t0 + Duration::from_secs(6)),
+            Notice::After(Duration::from_secs(4))
+        );
+        assert_eq!(n.decide(&poll, t0 + Duration::from_secs(11)), Notice::Now);
+    }
+}
