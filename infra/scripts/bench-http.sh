@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP throughput of the dev server (embedded file store, loopback): GET and
-# PATCH channel_state beside a bare axum "hello" route of the same binary, in
-# the same run. Prints requests/s, p99 and the ratio to the bare route.
+# PATCH channel_state, and POST vote on ONE poll from 1000 different viewers,
+# beside a bare axum "hello" route of the same binary, in the same run.
+# Prints requests/s, p99 and the ratios (vote vs GET channel_state too).
 #   infra/scripts/bench-http.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -14,7 +15,7 @@ bin="$root/target/release/medkit"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 secret=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
-RUST_LOG=warn "$bin" serve --port "$port" --data-dir "$work/data" --extension "bench:$secret" > "$work/log" 2>&1 &
+RUST_LOG=warn ${BENCH_WRAP:-} "$bin" serve --port "$port" --data-dir "$work/data" --extension "bench:$secret" > "$work/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/hello" && break; sleep 0.1; done
@@ -32,6 +33,40 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
 wrk.body = '{"teams":{"red":11}}'
 LUA
 
+# 1000 viewers voting on one poll, round-robin over their tokens (HS256,
+# signed here: 1000 `medkit token` runs would take longer than the benchmark).
+python3 - "$secret" "$work/vote.lua" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret, out = base64.b64decode(sys.argv[1]), sys.argv[2]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+tokens = []
+for i in range(1000):
+    claims = {"exp": int(time.time()) + 3600, "channel_id": "42", "role": "viewer",
+              "opaque_user_id": f"U{i}", "user_id": str(i)}
+    body = head + "." + b64(json.dumps(claims).encode())
+    tokens.append(body + "." + b64(hmac.new(secret, body.encode(), hashlib.sha256).digest()))
+with open(out, "w") as f:
+    f.write("local tokens = {" + ",".join(f'"{t}"' for t in tokens) + "}\n")
+    # Requests are formatted once up front, so the load generator spends
+    # as little CPU per request as it does for the static GET runs.
+    f.write("""local reqs = {}
+local i = 0
+init = function(args)
+  for n, t in ipairs(tokens) do
+    reqs[n] = wrk.format("POST", nil, {
+      ["Authorization"] = "bench " .. t,
+      ["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8",
+    }, '{"value":' .. (n % 7) .. '}')
+  end
+end
+request = function()
+  i = i + 1
+  return reqs[(i % #reqs) + 1]
+end
+""")
+PY
+
 run() { # name, url, extra wrk args...
   local name=$1 url=$2; shift 2
   local out; out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url")
@@ -47,9 +82,13 @@ echo "wrk: ${secs}s, $conns connections, 2 threads, loopback" >&2
 hello=$(run "GET /hello (bare axum)" "$base/hello")
 get=$(run "GET channel_state" "$base/v1/e/channel_state" -H "Authorization: bench $viewer")
 patch=$(run "PATCH channel_state" "$base/v1/e/channel_state" -s "$work/patch.lua")
-python3 - "$hello" "$get" "$patch" <<'PY' >&2
+vote=$(run "POST vote (1 poll)" "$base/v1/e/vote?id=hot" -s "$work/vote.lua")
+curl -s "$base/v1/e/vote?id=hot" -H "Authorization: bench $viewer" \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("poll after the run: count", d["count"], "sum", d["sum"])' >&2
+python3 - "$hello" "$get" "$patch" "$vote" <<'PY' >&2
 import sys
-hello, get, patch = map(float, sys.argv[1:])
+hello, get, patch, vote = map(float, sys.argv[1:])
 print(f"GET channel_state / bare route   = {get/hello:.2f}  (target >= 0.60)")
 print(f"PATCH channel_state / bare route = {patch/hello:.2f}")
+print(f"POST vote / GET channel_state    = {vote/get:.2f}  (target >= 0.50)")
 PY

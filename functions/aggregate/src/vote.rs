@@ -14,7 +14,7 @@ use medkit::aggregate::window::expiry_bucket;
 use medkit::app::SharedApp;
 use medkit::auth::{Caller, now_secs};
 use medkit::error::ApiError;
-use medkit::http::{JsonBody, QueryMap, ok};
+use medkit::http::{JsonBody, QueryMap, ok, ok_text};
 use medkit::ids::AggregateId;
 use medkit::notify::{Audience, Event};
 use medkit::store::Store;
@@ -148,7 +148,7 @@ pub async fn cast<S: Store>(
     };
     let sums = app.store.cast_vote(&poll, ballot).await?;
     announce(&app, &notices, &poll, &id, &sums).await;
-    Ok(ok(sums.vote_data(Some(input.value))))
+    Ok(ok_text(sums.vote_data_text(Some(input.value))))
 }
 
 pub async fn read<S: Store>(
@@ -159,7 +159,7 @@ pub async fn read<S: Store>(
     let (_, poll) = agg_key(&caller, &query)?;
     let voter = caller.voter_id().ok();
     let (sums, mine) = app.store.vote_totals(&poll, voter.as_ref()).await?;
-    Ok(ok(sums.vote_data(mine.map(|b| b.value))))
+    Ok(ok_text(sums.vote_data_text(mine.map(|b| b.value))))
 }
 
 pub async fn clear<S: Store>(

@@ -172,18 +172,37 @@ impl Sums {
 
     /// VoteData; `vote` is the caller's current value, when they voted.
     pub fn vote_data(&self, vote: Option<i64>) -> Value {
-        let mut out = json!({
-            "count": self.n,
-            "sum": self.s,
-            "mean": self.mean(),
-            "stddev": self.stddev(),
-            "specific": self.v.to_vec(),
-        });
-        if let Some(v) = vote {
-            out["vote"] = json!(v);
-        }
-        out
+        serde_json::to_value(self.view(vote)).unwrap_or(Value::Null)
     }
+
+    /// VoteData as JSON text, straight from the sums (the hot path of
+    /// `POST vote`: no intermediate `Value`).
+    pub fn vote_data_text(&self, vote: Option<i64>) -> String {
+        serde_json::to_string(&self.view(vote)).unwrap_or_else(|_| "{}".into())
+    }
+
+    fn view(&self, vote: Option<i64>) -> VoteData<'_> {
+        VoteData {
+            count: self.n,
+            sum: self.s,
+            mean: self.mean(),
+            stddev: self.stddev(),
+            specific: &self.v,
+            vote,
+        }
+    }
+}
+
+/// The wire shape of VoteData (CONTRACT §4).
+#[derive(Serialize)]
+struct VoteData<'a> {
+    count: i64,
+    sum: i64,
+    mean: f64,
+    stddev: f64,
+    specific: &'a [i64; SPECIFIC_SLOTS],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vote: Option<i64>,
 }
 
 /// The `specific` slot a value counts in, if any.
@@ -212,6 +231,40 @@ impl BucketedSums {
             total.merge(sums);
         }
         total
+    }
+
+    /// Compact binary form (bucket and 35 figures per bucket, little endian):
+    /// what the embedded store keeps, read and rewritten by every vote.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * 36 * 8);
+        for (bucket, s) in &self.0 {
+            for x in [*bucket, s.n, s.s, s.q].iter().chain(s.v.iter()) {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        const WORDS: usize = 4 + SPECIFIC_SLOTS;
+        if bytes.len() % (WORDS * 8) != 0 {
+            return None;
+        }
+        let mut out = BucketedSums::default();
+        for chunk in bytes.chunks_exact(WORDS * 8) {
+            let word = |i: usize| i64::from_le_bytes(chunk[i * 8..i * 8 + 8].try_into().unwrap());
+            let mut s = Sums {
+                n: word(1),
+                s: word(2),
+                q: word(3),
+                ..Sums::default()
+            };
+            for (slot, v) in s.v.iter_mut().enumerate() {
+                *v = word(4 + slot);
+            }
+            out.0.insert(word(0), s);
+        }
+        Some(out)
     }
 
     /// Drops expired buckets; returns the latest expiry (None when empty).
@@ -292,6 +345,8 @@ mod tests {
         assert_eq!(d["specific"].as_array().unwrap().len(), 32);
         assert_eq!(d["vote"], 3);
         assert!(Sums::default().vote_data(None).get("vote").is_none());
+        let text: Value = serde_json::from_str(&s.vote_data_text(Some(3))).unwrap();
+        assert_eq!(text, d);
         assert_eq!(Sums::default().stddev(), 0.0);
     }
 
@@ -307,6 +362,9 @@ mod tests {
         assert_eq!(b.live(199), Sums::of(7, 1));
         assert_eq!(b.live(200), Sums::default());
         replace_ballot(&mut b, None, &ballot(1, 1, 300));
+        replace_ballot(&mut b, None, &ballot(40, 3, 300));
+        assert_eq!(BucketedSums::from_bytes(&b.to_bytes()), Some(b.clone()));
+        assert_eq!(BucketedSums::from_bytes(&[1, 2, 3]), None);
         assert_eq!(b.prune(250), Some(300));
         assert_eq!(b.0.len(), 1);
     }

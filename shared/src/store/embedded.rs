@@ -3,6 +3,7 @@
 //! key layout mirrors the DynamoDB adapter's. redb runs one write transaction
 //! at a time, which makes every read-modify-write here atomic.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub(crate) enum Body {
     Empty,
     Doc(Encoded),
     Text(String),
+    Bytes(Vec<u8>),
 }
 
 impl Record {
@@ -56,6 +58,10 @@ impl Record {
                 out.push(3);
                 out.extend_from_slice(s.as_bytes());
             }
+            Body::Bytes(b) => {
+                out.push(4);
+                out.extend_from_slice(b);
+            }
         }
         out
     }
@@ -73,6 +79,7 @@ impl Record {
             1 => Body::Doc(Encoded::Plain(text()?)),
             2 => Body::Doc(Encoded::Zlib(rest.to_vec())),
             3 => Body::Text(text()?),
+            4 => Body::Bytes(rest.to_vec()),
             _ => return Err(bad()),
         };
         Ok(Record { expires_at, body })
@@ -107,8 +114,47 @@ pub struct EmbeddedStore {
 /// What a write job hands back after running: called with the outcome of the
 /// commit, it delivers the job's result to the waiting request.
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job =
-    Box<dyn for<'t> FnOnce(&mut redb::Table<'t, &'static str, &'static [u8]>) -> Completion + Send>;
+type Job = Box<dyn for<'t> FnOnce(&mut Batch<'t>) -> Completion + Send>;
+
+/// What the jobs of one group commit share: the table, and a write-back
+/// cache of vote sums. Votes on a hot poll arrive together; each one reads
+/// and rewrites the poll's sums, so the batch keeps them decoded and writes
+/// each poll's sums once, at commit.
+pub(crate) struct Batch<'t> {
+    table: redb::Table<'t, &'static str, &'static [u8]>,
+    sums: HashMap<String, BucketedSums>,
+}
+
+impl Batch<'_> {
+    /// Makes sure the sums record `k` is in the cache (decoded once per batch).
+    fn load_sums(&mut self, k: &str) -> Result<(), StoreError> {
+        if !self.sums.contains_key(k) {
+            let sums = get_sums(&self.table, k, i64::MIN)?.unwrap_or_default();
+            self.sums.insert(k.to_string(), sums);
+        }
+        Ok(())
+    }
+
+    /// Writes the cached sums back: empty ones are removed.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        for (k, sums) in self.sums.drain() {
+            match sums.0.keys().next_back() {
+                Some(latest) => put_record(
+                    &mut self.table,
+                    &k,
+                    &Record {
+                        expires_at: *latest,
+                        body: Body::Bytes(sums.to_bytes()),
+                    },
+                )?,
+                None => {
+                    self.table.remove(k.as_str()).map_err(internal)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Most write jobs committed together.
 const MAX_BATCH: usize = 512;
@@ -174,15 +220,19 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
     };
     let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
     {
-        let mut table = match tx.open_table(ITEMS) {
+        let table = match tx.open_table(ITEMS) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(cause = %e, "embedded store: cannot open the table");
                 return;
             }
         };
+        let mut batch_state = Batch {
+            table,
+            sums: HashMap::new(),
+        };
         for job in batch {
-            let run = std::panic::AssertUnwindSafe(|| job(&mut table));
+            let run = std::panic::AssertUnwindSafe(|| job(&mut batch_state));
             match std::panic::catch_unwind(run) {
                 Ok(completion) => done.push(completion),
                 Err(_) => {
@@ -190,6 +240,10 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
                     return;
                 }
             }
+        }
+        if let Err(e) = batch_state.flush() {
+            tracing::error!(cause = %e, "embedded store: cannot write vote sums; batch abandoned");
+            return;
         }
     }
     let outcome = tx.commit().map_err(internal);
@@ -247,9 +301,17 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
+        self.write_batch(move |b| f(&mut b.table)).await
+    }
+
+    /// `write` for jobs that use the batch's vote-sums cache.
+    async fn write_batch<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+        &self,
+        f: impl for<'t> FnOnce(&mut Batch<'t>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let job: Job = Box::new(move |table| {
-            let out = f(table);
+        let job: Job = Box::new(move |batch| {
+            let out = f(batch);
             Box::new(move |commit: Result<(), StoreError>| {
                 let result = match (out, commit) {
                     (Ok(v), Ok(())) => Ok(v),
@@ -588,6 +650,23 @@ fn put_json<T: serde::Serialize>(
     )
 }
 
+fn get_sums(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    k: &str,
+    now: i64,
+) -> Result<Option<BucketedSums>, StoreError> {
+    match get_record(table, k, now)? {
+        Some(Record {
+            body: Body::Bytes(b),
+            ..
+        }) => BucketedSums::from_bytes(&b)
+            .map(Some)
+            .ok_or_else(|| internal("malformed vote sums")),
+        Some(_) => Err(internal("unexpected record kind")),
+        None => Ok(None),
+    }
+}
+
 /// Removes every item of a partition, live or expired.
 fn remove_partition(table: &mut redb::Table<&str, &[u8]>, pk: &str) -> Result<(), StoreError> {
     let keys: Vec<String> = scan_partition(table, pk, None, usize::MAX, i64::MIN)?
@@ -630,18 +709,15 @@ impl AggregateStore for EmbeddedStore {
     async fn cast_vote(&self, poll: &AggKey, ballot: Ballot) -> Result<Sums, StoreError> {
         let sums_k = key(&poll.partition(agg_kinds::VOTE_SUMS), SINGLE);
         let ballot_k = key(&poll.partition(agg_kinds::BALLOTS), &ballot.voter);
-        self.write(move |t| {
+        self.write_batch(move |b| {
             let now = now_secs();
-            let old: Option<Ballot> = get_json(t, &ballot_k, now)?;
-            let mut sums: BucketedSums = get_json(t, &sums_k, i64::MIN)?.unwrap_or_default();
-            replace_ballot(&mut sums, old.as_ref(), &ballot);
-            match sums.prune(now) {
-                Some(latest) => put_json(t, &sums_k, &sums, latest)?,
-                None => {
-                    t.remove(sums_k.as_str()).map_err(internal)?;
-                }
-            }
-            put_json(t, &ballot_k, &ballot, ballot.bucket)?;
+            let old: Option<Ballot> = get_json(&b.table, &ballot_k, now)?;
+            b.load_sums(&sums_k)?;
+            put_json(&mut b.table, &ballot_k, &ballot, ballot.bucket)?;
+            // Nothing below can fail: the ballot and its sums change together.
+            let sums = b.sums.get_mut(&sums_k).expect("loaded above");
+            replace_ballot(sums, old.as_ref(), &ballot);
+            sums.prune(now);
             Ok(sums.live(now))
         })
         .await
@@ -656,7 +732,7 @@ impl AggregateStore for EmbeddedStore {
         let ballot_k = voter.map(|v| key(&poll.partition(agg_kinds::BALLOTS), v.as_str()));
         self.read(move |t| {
             let now = now_secs();
-            let sums: Option<BucketedSums> = get_json(t, &sums_k, now)?;
+            let sums = get_sums(t, &sums_k, now)?;
             let ballot = match ballot_k {
                 Some(k) => get_json(t, &k, now)?,
                 None => None,
@@ -683,9 +759,12 @@ impl AggregateStore for EmbeddedStore {
     async fn delete_poll(&self, poll: &AggKey) -> Result<(), StoreError> {
         let ballots = poll.partition(agg_kinds::BALLOTS);
         let sums = poll.partition(agg_kinds::VOTE_SUMS);
-        self.write(move |t| {
-            remove_partition(t, &ballots)?;
-            remove_partition(t, &sums)
+        self.write_batch(move |b| {
+            remove_partition(&mut b.table, &ballots)?;
+            remove_partition(&mut b.table, &sums)?;
+            // Votes earlier in this batch must not write the sums back.
+            b.sums.remove(&key(&sums, SINGLE));
+            Ok(())
         })
         .await
     }
@@ -820,6 +899,7 @@ mod tests {
             Body::Doc(Encoded::Plain("{}".into())),
             Body::Doc(Encoded::Zlib(vec![1, 2, 3])),
             Body::Text("abc".into()),
+            Body::Bytes(vec![0, 255]),
         ] {
             let rec = Record {
                 expires_at: 1234,
@@ -828,5 +908,47 @@ mod tests {
             assert_eq!(Record::from_bytes(&rec.to_bytes()).unwrap(), rec);
         }
         assert!(Record::from_bytes(&[1, 2]).is_err());
+    }
+
+    /// Votes and a delete landing in the same group commit: the sums cache
+    /// must not write a deleted poll's sums back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn deletes_and_votes_in_one_batch_stay_consistent() {
+        let store = EmbeddedStore::in_memory();
+        let poll = AggKey::for_caller(
+            &ClientId::parse("c").unwrap(),
+            Some(&ChannelId::parse("1").unwrap()),
+            &crate::ids::AggregateId::parse("p").unwrap(),
+        )
+        .unwrap();
+        let now = now_secs();
+        for round in 0..5 {
+            let mut tasks = tokio::task::JoinSet::new();
+            for v in 0..40 {
+                let (s, p) = (store.clone(), poll.clone());
+                tasks.spawn(async move {
+                    if v == 20 {
+                        s.delete_poll(&p).await.unwrap();
+                        return;
+                    }
+                    let b = Ballot {
+                        voter: format!("V{v}"),
+                        user_id: String::new(),
+                        value: v + round,
+                        weight: 1,
+                        cast_at: now,
+                        bucket: now + 3600,
+                    };
+                    s.cast_vote(&p, b).await.unwrap();
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            let ballots = store.ballots(&poll).await.unwrap();
+            let mut expected = Sums::default();
+            for b in &ballots {
+                expected.add(b.value, b.weight);
+            }
+            assert_eq!(store.vote_totals(&poll, None).await.unwrap().0, expected);
+        }
     }
 }

@@ -339,16 +339,29 @@ impl DynamoStore {
         self.batch_delete(&table, keys).await
     }
 
-    fn vote_shard_pks(poll: &AggKey) -> Vec<String> {
+    fn vote_shard_pks(&self, poll: &AggKey) -> Vec<String> {
         let base = poll.partition(agg_kinds::VOTE_SUMS);
-        (0..VOTE_SHARDS).map(|k| shard_pk(&base, k)).collect()
+        (0..self.vote_shards).map(|k| shard_pk(&base, k)).collect()
     }
 
-    fn ballot_pk(poll: &AggKey, voter: &str) -> String {
+    fn ballot_pk(&self, poll: &AggKey, voter: &str) -> String {
         shard_pk(
             &poll.partition(agg_kinds::BALLOTS),
-            voter_shard(voter, VOTE_SHARDS),
+            voter_shard(voter, self.vote_shards),
         )
+    }
+
+    fn ballot_pks(&self, poll: &AggKey) -> Vec<String> {
+        let base = poll.partition(agg_kinds::BALLOTS);
+        (0..self.vote_shards).map(|k| shard_pk(&base, k)).collect()
+    }
+
+    /// The same store with `n` vote shards instead of [`VOTE_SHARDS`]. Only
+    /// for measuring the design (1 = a single counter item): a deployment
+    /// must never change it, since it decides where ballots are found.
+    pub fn with_vote_shards(mut self, n: u32) -> Self {
+        self.vote_shards = n.max(1);
+        self
     }
 
     fn rank_holder_pk(rank: &AggKey, voter: &str) -> String {
@@ -378,8 +391,8 @@ impl AggregateStore for DynamoStore {
     /// every shard, then TransactWriteItems of ballot + one shard).
     async fn cast_vote(&self, poll: &AggKey, ballot: Ballot) -> Result<Sums, StoreError> {
         let table = self.agg_table().to_string();
-        let ballot_pk = Self::ballot_pk(poll, &ballot.voter);
-        let shard_pks = Self::vote_shard_pks(poll);
+        let ballot_pk = self.ballot_pk(poll, &ballot.voter);
+        let shard_pks = self.vote_shard_pks(poll);
         let mut keys: Vec<Item> = shard_pks.iter().map(|pk| key(pk, SINGLE)).collect();
         keys.push(key(&ballot_pk, &ballot.voter));
         for attempt in 0..ATTEMPTS {
@@ -422,7 +435,7 @@ impl AggregateStore for DynamoStore {
                 version,
             )?];
             if !delta.0.is_empty() {
-                let shard = &shard_pks[random_shard(VOTE_SHARDS) as usize];
+                let shard = &shard_pks[random_shard(self.vote_shards) as usize];
                 let current = shards.get(shard.as_str()).copied();
                 txn.push(shard_update(&table, shard, &delta, current, now)?);
             }
@@ -448,11 +461,12 @@ impl AggregateStore for DynamoStore {
         voter: Option<&ViewerId>,
     ) -> Result<(Sums, Option<Ballot>), StoreError> {
         let table = self.agg_table().to_string();
-        let mut keys: Vec<Item> = Self::vote_shard_pks(poll)
+        let mut keys: Vec<Item> = self
+            .vote_shard_pks(poll)
             .iter()
             .map(|pk| key(pk, SINGLE))
             .collect();
-        let ballot_pk = voter.map(|v| Self::ballot_pk(poll, v.as_str()));
+        let ballot_pk = voter.map(|v| self.ballot_pk(poll, v.as_str()));
         if let (Some(pk), Some(v)) = (&ballot_pk, voter) {
             keys.push(key(pk, v.as_str()));
         }
@@ -471,8 +485,7 @@ impl AggregateStore for DynamoStore {
 
     /// One Query per ballot shard, in parallel.
     async fn ballots(&self, poll: &AggKey) -> Result<Vec<Ballot>, StoreError> {
-        let base = poll.partition(agg_kinds::BALLOTS);
-        let pks = (0..VOTE_SHARDS).map(|k| shard_pk(&base, k)).collect();
+        let pks = self.ballot_pks(poll);
         let now = now_secs();
         self.query_shards(pks, None, false, usize::MAX)
             .await?
@@ -483,9 +496,8 @@ impl AggregateStore for DynamoStore {
     }
 
     async fn delete_poll(&self, poll: &AggKey) -> Result<(), StoreError> {
-        let base = poll.partition(agg_kinds::BALLOTS);
-        let mut pks: Vec<String> = (0..VOTE_SHARDS).map(|k| shard_pk(&base, k)).collect();
-        pks.extend(Self::vote_shard_pks(poll));
+        let mut pks = self.ballot_pks(poll);
+        pks.extend(self.vote_shard_pks(poll));
         self.delete_partitions(pks).await
     }
 

@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::Value;
 
-mod aggregate;
+pub mod aggregate;
 
 use super::codec::{self, Encoded};
 use super::{AuthStore, ClaimedPin, DocKey, DocumentStore, SINGLE, auth_keys};
@@ -67,6 +67,8 @@ const BATCH_RETRIES: usize = 8;
 pub struct DynamoStore {
     client: Client,
     tables: Arc<Tables>,
+    /// Shards of each poll's sums and ballots (see `aggregate`).
+    vote_shards: u32,
 }
 
 /// SDK configuration with one TLS stack (rustls + ring), bounded timeouts and
@@ -113,6 +115,7 @@ impl DynamoStore {
         DynamoStore {
             client,
             tables: Arc::new(tables),
+            vote_shards: aggregate::VOTE_SHARDS,
         }
     }
 
