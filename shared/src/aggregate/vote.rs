@@ -247,7 +247,7 @@ impl BucketedSums {
 
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         const WORDS: usize = 4 + SPECIFIC_SLOTS;
-        if bytes.len() % (WORDS * 8) != 0 {
+        if !bytes.len().is_multiple_of(WORDS * 8) {
             return None;
         }
         let mut out = BucketedSums::default();
