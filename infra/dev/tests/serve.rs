@@ -262,3 +262,71 @@ async fn the_file_store_keeps_data_and_the_demo_secret_across_restarts() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn serve_answers_the_aggregate_endpoints() {
+    let server = Server::start(&["--memory"]);
+    let client_id = server.banner_value("client id:");
+    let viewer = format!("{client_id} {}", server.banner_value("viewer:"));
+    let broadcaster = format!("{client_id} {}", server.banner_value("broadcaster:"));
+    let url = |p: &str| format!("{}/v1/e/{p}", server.base);
+    use reqwest::Method as M;
+
+    let (s, v) = send(
+        M::POST,
+        &url("vote?id=p"),
+        Some(&viewer),
+        Some(json!({"value": 4})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["count"].clone(), v["vote"].clone()),
+        (200, json!(1), json!(4))
+    );
+    let (s, v) = send(
+        M::POST,
+        &url("vote?id=p"),
+        Some(&broadcaster),
+        Some(json!({"value": 2, "count": 3})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["count"].clone(), v["sum"].clone()),
+        (200, json!(4), json!(10))
+    );
+    let (s, v) = send(
+        M::POST,
+        &url("rank?id=r"),
+        Some(&viewer),
+        Some(json!({"key": "pizza"})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"accepted": true})));
+    let (_, v) = send(M::GET, &url("rank?id=r"), Some(&viewer), None).await;
+    assert_eq!(v, json!({"data": [{"key": "pizza", "score": 1}]}));
+    let (s, _) = send(
+        M::POST,
+        &url("accumulate?id=a"),
+        Some(&viewer),
+        Some(json!({"n": 1})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, v) = send(
+        M::GET,
+        &url("accumulate?id=a&start=undefined"),
+        Some(&broadcaster),
+        None,
+    )
+    .await;
+    assert_eq!(v["data"][0]["data"], json!({"n": 1}));
+    let (s, v) = send(
+        M::POST,
+        &url("vote?id=p"),
+        Some(&viewer),
+        Some(json!({"value": "x"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(v["reason"].is_string());
+}
