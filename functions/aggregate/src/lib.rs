@@ -17,7 +17,7 @@ use medkit::http::{QueryMap, finish};
 use medkit::ids::AggregateId;
 use medkit::store::Store;
 
-pub use vote::VoteNotices;
+pub use vote::{MAX_LOG_ENTRIES, VoteNotices};
 
 const PRIVILEGED: &[Role] = &[Role::Admin, Role::Backend];
 const CHANNEL_OWNERS: &[Role] = &[Role::Broadcaster, Role::Admin, Role::Backend];

@@ -22,6 +22,10 @@ use serde_json::json;
 
 use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key};
 
+/// Most ballots one `vote_logs` answer lists (the earliest cast), keeping the
+/// response well under API Gateway/Lambda's 6 MB payload limit.
+pub const MAX_LOG_ENTRIES: usize = 25_000;
+
 /// At most one `vote_update` per poll in this window (CONTRACT §4).
 pub const NOTICE_WINDOW: Duration = Duration::from_secs(5);
 
@@ -191,8 +195,19 @@ pub async fn logs<S: Store>(
             .cmp(&b.cast_at)
             .then_with(|| a.voter.cmp(&b.voter))
     });
-    let result: Vec<_> = ballots.iter().map(Ballot::log_entry).collect();
-    Ok(ok(json!({ "result": result })))
+    let total = ballots.len();
+    let result: Vec<_> = ballots
+        .iter()
+        .take(MAX_LOG_ENTRIES)
+        .map(Ballot::log_entry)
+        .collect();
+    let mut out = json!({ "result": result });
+    if total > MAX_LOG_ENTRIES {
+        tracing::warn!(total, "vote_logs truncated");
+        out["truncated"] = json!(true);
+        out["total"] = json!(total);
+    }
+    Ok(ok(out))
 }
 
 #[cfg(test)]

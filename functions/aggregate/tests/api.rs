@@ -1012,3 +1012,49 @@ async fn dynamodb_round_trips_per_request() {
     );
     assert_eq!(rt.get(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vote_logs_are_bounded() {
+    use medkit::aggregate::AggKey;
+    use medkit::aggregate::vote::Ballot;
+    use medkit::store::AggregateStore;
+    let (app, _) = testing::app(EmbeddedStore::in_memory(), Env::Sandbox);
+    let poll = AggKey::for_caller(
+        &medkit::ids::ClientId::parse(testing::CLIENT_ID).unwrap(),
+        Some(&medkit::ids::ChannelId::parse("100").unwrap()),
+        &medkit::ids::AggregateId::parse("big").unwrap(),
+    )
+    .unwrap();
+    let total = medkit_aggregate::MAX_LOG_ENTRIES + 10;
+    let now = medkit::auth::now_secs();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in 0..10 {
+        let (app, poll) = (app.clone(), poll.clone());
+        tasks.spawn(async move {
+            for v in (chunk..total).step_by(10) {
+                let b = Ballot {
+                    voter: format!("V{v}"),
+                    user_id: String::new(),
+                    value: 1,
+                    weight: 1,
+                    cast_at: now,
+                    bucket: now + 3600,
+                };
+                app.store.cast_vote(&poll, b).await.unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let r = medkit_aggregate::router(app);
+    let logs = ok(&r, GET, "/v1/e/vote_logs?id=big", &admin(), None).await;
+    assert_eq!(
+        logs["result"].as_array().unwrap().len(),
+        medkit_aggregate::MAX_LOG_ENTRIES
+    );
+    assert_eq!(logs["truncated"], true);
+    assert_eq!(logs["total"], total);
+    assert_eq!(
+        ok(&r, GET, "/v1/e/vote?id=big", &admin(), None).await["count"],
+        total
+    );
+}
