@@ -5,6 +5,7 @@
 //! - [`error`]: [`error::ApiError`] → status + `{"reason"}`
 //! - [`store`]: ports and their DynamoDB / embedded adapters
 //! - [`aggregate`]: votes, rankings, accumulate (pure domain logic)
+//! - [`codes`]: game-code rules (uploads, marks, redeems, chunking)
 //! - [`documents`]: state, config and JSON-store rules (limits, patching)
 //! - [`notify`]: the `Notifier` port for real-time events
 //! - [`http`]: request/response plumbing shared by every function's router
@@ -13,6 +14,7 @@
 pub mod aggregate;
 pub mod app;
 pub mod auth;
+pub mod codes;
 pub mod config;
 pub mod documents;
 pub mod error;
