@@ -260,6 +260,62 @@ pub fn redeem_slot(body: &Value) -> Result<usize, ApiError> {
     slot(v, "the prize")
 }
 
+/// A stored set, as `GET codes` and `DELETE codes` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetInfo {
+    pub slot: usize,
+    pub name: String,
+    /// Changes with every replacing upload; a user's eligibility and codes
+    /// belong to one generation of a slot.
+    pub generation: String,
+    pub total: usize,
+    /// Codes handed out and recorded for a user.
+    pub distributed: usize,
+}
+
+impl SetInfo {
+    pub fn remaining(&self) -> usize {
+        self.total.saturating_sub(self.distributed)
+    }
+}
+
+/// A user's standing for one slot: their cap and the codes they hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Standing {
+    pub cap: u32,
+    pub held: Vec<String>,
+}
+
+impl Standing {
+    pub fn claimable(&self) -> usize {
+        (self.cap as usize).saturating_sub(self.held.len())
+    }
+}
+
+/// Why a redeem handed out nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    #[error("no code set in slot {0}")]
+    NoSet(usize),
+    #[error("you are not eligible for (more) codes from slot {0}")]
+    NotEligible(usize),
+    #[error("every code of slot {0} has been handed out")]
+    Exhausted(usize),
+    #[error(transparent)]
+    Store(#[from] crate::error::StoreError),
+}
+
+impl From<RedeemError> for ApiError {
+    fn from(e: RedeemError) -> Self {
+        match e {
+            RedeemError::NoSet(_) => ApiError::not_found(e.to_string()),
+            RedeemError::NotEligible(_) => ApiError::forbidden(e.to_string()),
+            RedeemError::Exhausted(_) => ApiError::conflict(e.to_string()),
+            RedeemError::Store(s) => s.into(),
+        }
+    }
+}
+
 /// Where code `index` of a set is stored: (chunk number, position in it).
 pub fn chunk_of(index: usize) -> (usize, usize) {
     (index / CHUNK_CODES, index % CHUNK_CODES)

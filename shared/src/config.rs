@@ -11,6 +11,7 @@ pub const ENV_EXTENSIONS: &str = "MEDKIT_EXTENSIONS";
 pub const ENV_STORES_TABLE: &str = "MEDKIT_STORES_TABLE";
 pub const ENV_AUTH_TABLE: &str = "MEDKIT_AUTH_TABLE";
 pub const ENV_AGGREGATES_TABLE: &str = "MEDKIT_AGGREGATES_TABLE";
+pub const ENV_CODES_TABLE: &str = "MEDKIT_CODES_TABLE";
 pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
 
 const DAY: i64 = 24 * 3600;
@@ -98,6 +99,7 @@ impl LambdaConfig {
             stores: required(ENV_STORES_TABLE)?,
             auth: required(ENV_AUTH_TABLE)?,
             aggregates: required(ENV_AGGREGATES_TABLE)?,
+            codes: required(ENV_CODES_TABLE)?,
         };
         let expiry = match get(ENV_STATE_TTL_DAYS) {
             None => Expiry::default(),
@@ -139,6 +141,7 @@ mod tests {
         (ENV_STORES_TABLE, "s"),
         (ENV_AUTH_TABLE, "a"),
         (ENV_AGGREGATES_TABLE, "g"),
+        (ENV_CODES_TABLE, "k"),
     ];
 
     #[test]

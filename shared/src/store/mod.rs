@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::aggregate::AggKey;
 use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, Sums};
+use crate::codes::{RedeemError, SetInfo, SetUpload, Standing};
 use crate::error::{ApiError, StoreError};
 use crate::ids::{ChannelId, ClientId, JsonKey, UserId, ViewerId};
 
@@ -261,9 +262,118 @@ pub trait AggregateStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
 }
 
+/// Game-code sets, eligibility and redemption (CONTRACT §5). A redeem hands
+/// out the next code of the set exactly once, whatever the concurrency and
+/// even if the request dies half way (see each adapter).
+pub trait CodeStore: Send + Sync + 'static {
+    /// Replaces the set of `set.slot` (a new generation, nothing handed out).
+    fn put_set(
+        &self,
+        client: &ClientId,
+        set: &SetUpload,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<SetInfo, StoreError>> + Send;
+
+    /// Adds codes to the existing set of `slot` (None when there is none);
+    /// 400 when the set would reach 1,000,000 codes.
+    fn append_codes(
+        &self,
+        client: &ClientId,
+        slot: usize,
+        codes: &[String],
+    ) -> impl Future<Output = Result<Option<SetInfo>, ApiError>> + Send;
+
+    /// The live sets, by slot.
+    fn sets(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<SetInfo>, StoreError>> + Send;
+
+    /// Removes every set; returns what they were.
+    fn delete_sets(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<SetInfo>, StoreError>> + Send;
+
+    /// Raises each user's cap for each (set, cap) to at least that cap.
+    fn raise_caps(
+        &self,
+        client: &ClientId,
+        users: &[UserId],
+        caps: &[(SetInfo, u32)],
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user's standing for each of `sets`, in order.
+    fn standings(
+        &self,
+        client: &ClientId,
+        user: &UserId,
+        sets: &[SetInfo],
+    ) -> impl Future<Output = Result<Vec<Standing>, StoreError>> + Send;
+
+    /// Hands the user the next code of `slot`; returns it and every code
+    /// the user now holds from that set.
+    fn redeem(
+        &self,
+        client: &ClientId,
+        user: &UserId,
+        slot: usize,
+    ) -> impl Future<Output = Result<(String, Vec<String>), RedeemError>> + Send;
+}
+
+/// Failures tests can inject into a store, to show what a crash at the worst
+/// moment does. Costs one atomic load per redeem when unused.
+#[derive(Debug, Default)]
+pub struct Faults {
+    redeem_crashes: std::sync::atomic::AtomicUsize,
+}
+
+impl Faults {
+    /// The next `n` redeems fail right after taking a code and before
+    /// recording it for the user.
+    pub fn crash_redeems_after_claim(&self, n: usize) {
+        self.redeem_crashes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_redeem_crash(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.redeem_crashes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// Everything a deployment's store provides.
-pub trait Store: DocumentStore + AuthStore + AggregateStore + Clone {}
-impl<T: DocumentStore + AuthStore + AggregateStore + Clone> Store for T {}
+pub trait Store: DocumentStore + AuthStore + AggregateStore + CodeStore + Clone {}
+impl<T: DocumentStore + AuthStore + AggregateStore + CodeStore + Clone> Store for T {}
+
+/// Keys of the code family, shared by both adapters.
+pub(crate) mod code_keys {
+    use crate::ids::{ClientId, UserId};
+    /// Set metadata; sort key = slot.
+    pub fn sets(c: &ClientId) -> String {
+        format!("{c}|sets")
+    }
+    pub fn slot_sk(slot: usize) -> String {
+        format!("{slot}")
+    }
+    /// Chunks of one generation of a set; sort key = chunk number.
+    pub fn chunks(c: &ClientId, slot: usize, generation: &str) -> String {
+        format!("{c}|chunks|{slot}|{generation}")
+    }
+    pub fn chunk_sk(n: usize) -> String {
+        format!("{n:06}")
+    }
+    /// A user's standings; sort key = `<slot>|<generation>`.
+    pub fn standing(c: &ClientId, u: &UserId) -> String {
+        format!("{c}|prize|{u}")
+    }
+    pub fn standing_sk(slot: usize, generation: &str) -> String {
+        format!("{slot}|{generation}")
+    }
+}
 
 /// Partition kinds of the aggregate family, shared by both adapters.
 pub(crate) mod agg_kinds {

@@ -23,6 +23,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::Value;
 
 pub mod aggregate;
+pub mod codes;
 
 use super::codec::{self, Encoded};
 use super::{AuthStore, ClaimedPin, DocKey, DocumentStore, SINGLE, auth_keys};
@@ -36,6 +37,7 @@ pub struct Tables {
     pub stores: String,
     pub auth: String,
     pub aggregates: String,
+    pub codes: String,
 }
 
 impl Tables {
@@ -46,11 +48,12 @@ impl Tables {
             stores: format!("{prefix}stores"),
             auth: format!("{prefix}auth"),
             aggregates: format!("{prefix}aggregates"),
+            codes: format!("{prefix}codes"),
         }
     }
 
-    fn all(&self) -> [&String; 3] {
-        [&self.stores, &self.auth, &self.aggregates]
+    fn all(&self) -> [&String; 4] {
+        [&self.stores, &self.auth, &self.aggregates, &self.codes]
     }
 }
 
@@ -69,6 +72,11 @@ pub struct DynamoStore {
     tables: Arc<Tables>,
     /// Shards of each poll's sums and ballots (see `aggregate`).
     vote_shards: u32,
+    /// Code-set generations and chunks seen by this process (see `codes`).
+    code_cache: Arc<codes::CodeCache>,
+    /// Seconds before unclaimed code indices count as lost (see `codes`).
+    recovery_grace: i64,
+    faults: Arc<super::Faults>,
 }
 
 /// SDK configuration with one TLS stack (rustls + ring), bounded timeouts and
@@ -116,6 +124,9 @@ impl DynamoStore {
             client,
             tables: Arc::new(tables),
             vote_shards: aggregate::VOTE_SHARDS,
+            code_cache: Default::default(),
+            recovery_grace: codes::RECOVERY_GRACE_SECS,
+            faults: Default::default(),
         }
     }
 
@@ -123,6 +134,11 @@ impl DynamoStore {
     pub async fn connect(endpoint: Option<&str>, tables: Tables) -> Self {
         let conf = sdk_config(endpoint).await;
         Self::new(Client::new(&conf), tables)
+    }
+
+    /// Failure injection for tests.
+    pub fn faults(&self) -> &super::Faults {
+        &self.faults
     }
 
     pub fn tables(&self) -> &Tables {
