@@ -108,7 +108,24 @@ def main():
         "15-rank-delete": event("DELETE", "/v1/e/rank", "id=food", auth=broadcaster),
         "16-vote-delete": event("DELETE", "/v1/e/vote", "id=poll1", auth=broadcaster),
     }
-    families = {"stores": stores, "auth": auth, "aggregate": aggregate}
+    backend = token("backend")
+    codes = {
+        "01-codes-put": event("PUT", "/v1/e/codes", auth=backend,
+                              body={"codes": [["GOLD-0001", "GOLD-0002"]], "names": ["gold"], "indices": [0]}),
+        "02-codes-append-put": event("PUT", "/v1/e/codes", "append=true", auth=backend,
+                                     body={"codes": [["GOLD-0003"]], "names": ["gold"], "indices": [0]}),
+        "03-codes-get": event("GET", "/v1/e/codes", auth=backend),
+        "04-codes-mark-from-list-post": event("POST", "/v1/e/codes/mark_from_list", auth=backend,
+                                              body={"users": ["2002"], "prizes": [0], "prize_limits": [2]}),
+        "05-codes-mark-from-poll-post": event("POST", "/v1/e/codes/mark_from_poll", auth=backend,
+                                              body={"poll_id": "poll1", "correct": 2, "cutoff_timestamp": EXPIRES,
+                                                    "prizes": [0], "prize_limits": [1]}),
+        "06-codes-eligible-get": event("GET", "/v1/e/codes/eligible", auth=viewer),
+        "07-codes-redeem-post": event("POST", "/v1/e/codes/redeem", auth=viewer, body={"all_prizes": 0}),
+        "08-codes-redeemed-get": event("GET", "/v1/e/codes/redeemed", auth=viewer),
+        "09-codes-delete": event("DELETE", "/v1/e/codes", auth=backend),
+    }
+    families = {"stores": stores, "auth": auth, "aggregate": aggregate, "codes": codes}
     wanted = sys.argv[1:] or list(families)
     for family, events in ((f, families[f]) for f in wanted):
         d = os.path.join(ROOT, "events", family)

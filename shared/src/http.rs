@@ -93,9 +93,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(format!(
-                    "request body is larger than {MAX_BODY_BYTES} bytes"
-                ))
+                ApiError::too_large("the request body is larger than this endpoint accepts")
             } else {
                 ApiError::bad_request("could not read the request body")
             }

@@ -240,7 +240,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 fn dev_router<S: Store>(app: SharedApp<S>) -> Router {
     let api = medkit_auth::routes::<S>()
         .merge(medkit_stores::routes::<S>())
-        .merge(medkit_aggregate::routes::<S>());
+        .merge(medkit_aggregate::routes::<S>())
+        .merge(medkit_codes::routes::<S>());
     medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
 }
 
