@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use medkit::auth::now_secs;
 use medkit::codes::{RedeemError, SET_TTL_SECS, SetInfo, SetUpload};
 use medkit::ids::{ClientId, UserId};
-use medkit::store::Store;
 use medkit::store::embedded::EmbeddedStore;
+use medkit::store::{CodeStore, Store};
 
 fn client() -> ClientId {
     ClientId::parse("client1").unwrap()
@@ -268,4 +268,27 @@ contract! {
     concurrent_redeems_hand_out_each_code_once;
     a_cap_of_two_gives_two;
     caps_never_shrink;
+}
+
+/// DynamoDB requests of one upload part of 200,000 codes (what `medkit codes
+/// upload` sends per ~4 MB request), and of an append.
+#[tokio::test]
+async fn dynamodb_round_trips_per_upload_part() {
+    let Some((s, rt)) = medkit::testing::dynamo_store("dynamodb_round_trips_per_upload_part").await
+    else {
+        return;
+    };
+    rt.reset();
+    upload(&s, 0, "big", codes("a", 200_000)).await;
+    let put = rt.get();
+    rt.reset();
+    s.append_codes(&client(), 0, &codes("b", 200_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let append = rt.get();
+    println!("round trips: PUT part of 200,000 codes = {put}, append part = {append}");
+    // 200 chunk items in 25-item BatchWriteItems, plus the metadata reads and writes.
+    assert_eq!(put, 1 + 8 + 1);
+    assert_eq!(append, 1 + 1 + 8 + 1);
 }

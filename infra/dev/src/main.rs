@@ -22,6 +22,8 @@ use medkit::store::Store;
 use medkit::store::dynamo::{DynamoStore, Tables};
 use medkit::store::embedded::EmbeddedStore;
 
+mod codes_cli;
+
 const DEMO_CLIENT_ID: &str = "medkit-demo";
 const DEMO_CHANNEL: &str = "1001";
 
@@ -45,6 +47,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print a signed token the server accepts.
     Token(TokenArgs),
+    /// Game-code sets: upload a file of codes of any size, show status.
+    #[command(subcommand)]
+    Codes(codes_cli::CodesCommand),
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +114,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Token(args)) => token(args),
+        Some(Command::Codes(cmd)) => codes_cli::run(cmd).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     };

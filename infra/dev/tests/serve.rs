@@ -69,6 +69,8 @@ async fn send(
     auth: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    // reqwest's TLS is built without a default crypto provider (as in the binary).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let mut req = client.request(method, url).timeout(Duration::from_secs(10));
     if let Some(a) = auth {
@@ -329,4 +331,67 @@ async fn serve_answers_the_aggregate_endpoints() {
     .await;
     assert_eq!(s, 400);
     assert!(v["reason"].is_string());
+}
+
+#[tokio::test]
+async fn codes_upload_and_status_through_the_cli() {
+    let server = Server::start(&["--memory"]);
+    let secret = server.banner_value("secret:");
+    let dir = std::env::temp_dir().join(format!("medkit-codes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("codes.txt");
+    let codes: String = (0..2500).map(|i| format!("KEY-{i:05}\n")).collect();
+    std::fs::write(&file, format!("{codes}\n\n")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_medkit"))
+            .args(["codes"])
+            .args(args)
+            .args(["--url", &server.base, "--secret", &secret])
+            .output()
+            .unwrap()
+    };
+    // Small parts force the multi-request path (PUT, then PUT ?append=true).
+    let out = run(&[
+        "upload",
+        "--slot",
+        "3",
+        "--name",
+        "beta keys",
+        "--part-bytes",
+        "10000",
+        file.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("uploaded 2500 codes to slot 3"), "{stdout}");
+    assert!(stdout.contains("in 4 request(s)"), "{stdout}");
+    let out = run(&["status"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("beta keys") && stdout.contains("2500"),
+        "{stdout}"
+    );
+    // A bad code is reported with its line, and nothing is sent.
+    std::fs::write(
+        &file,
+        "GOOD\n\nTHIS-CODE-IS-FAR-TOO-LONG-TO-BE-A-CODE-0123456789-0123456789-0123456789\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "upload",
+        "--slot",
+        "4",
+        "--name",
+        "bad",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("codes.txt:3"));
+    let out = run(&["status"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("bad"));
+    let _ = std::fs::remove_dir_all(dir);
 }
