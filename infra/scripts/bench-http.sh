@@ -35,9 +35,9 @@ LUA
 
 # 1000 viewers voting on one poll, round-robin over their tokens (HS256,
 # signed here: 1000 `medkit token` runs would take longer than the benchmark).
-python3 - "$secret" "$work/vote.lua" <<'PY'
+python3 - "$secret" "$work/vote.lua" "$work/redeem.lua" <<'PY'
 import base64, hashlib, hmac, json, sys, time
-secret, out = base64.b64decode(sys.argv[1]), sys.argv[2]
+secret, out, redeem_out = base64.b64decode(sys.argv[1]), sys.argv[2], sys.argv[3]
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
 tokens = []
@@ -65,6 +65,11 @@ request = function()
   return reqs[(i % #reqs) + 1]
 end
 """)
+# The same 1000 viewers redeeming codes of slot 0.
+with open(out) as f:
+    vote = f.read()
+with open(redeem_out, "w") as f:
+    f.write(vote.replace("'{\"value\":' .. (n % 7) .. '}'", "'{\"all_prizes\":0}'"))
 PY
 
 run() { # name, url, extra wrk args...
@@ -83,12 +88,24 @@ hello=$(run "GET /hello (bare axum)" "$base/hello")
 get=$(run "GET channel_state" "$base/v1/e/channel_state" -H "Authorization: bench $viewer")
 patch=$(run "PATCH channel_state" "$base/v1/e/channel_state" -s "$work/patch.lua")
 vote=$(run "POST vote (1 poll)" "$base/v1/e/vote?id=hot" -s "$work/vote.lua")
+# Codes: a set of 999,999 codes, the 1000 viewers eligible for 1000 each.
+python3 -c 'import sys
+with open(sys.argv[1], "w") as f:
+    f.writelines("CODE-%07d\n" % i for i in range(999999))' "$work/codes.txt"
+"$bin" codes upload --url "$base" --client-id bench --secret "$secret" --slot 0 --name bench "$work/codes.txt" 2>/dev/null >&2
+backend=$("$bin" token --client-id bench --secret "$secret" --role backend --channel 42 --ttl 3600)
+python3 -c 'import json; print(json.dumps({"users": [str(i) for i in range(1000)], "prizes": [0], "prize_limits": [1000]}))' \
+  | curl -s -o /dev/null -X POST "$base/v1/e/codes/mark_from_list" -H "Authorization: bench $backend" --data-binary @-
+redeem=$(run "POST codes/redeem (1 slot)" "$base/v1/e/codes/redeem" -s "$work/redeem.lua")
+curl -s "$base/v1/e/codes" -H "Authorization: bench $backend" \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("set after the run: distributed", d["distributed"][0], "remaining", d["remaining"][0])' >&2
 curl -s "$base/v1/e/vote?id=hot" -H "Authorization: bench $viewer" \
   | python3 -c 'import json,sys; d=json.load(sys.stdin); print("poll after the run: count", d["count"], "sum", d["sum"])' >&2
-python3 - "$hello" "$get" "$patch" "$vote" <<'PY' >&2
+python3 - "$hello" "$get" "$patch" "$vote" "$redeem" <<'PY' >&2
 import sys
-hello, get, patch, vote = map(float, sys.argv[1:])
+hello, get, patch, vote, redeem = map(float, sys.argv[1:])
 print(f"GET channel_state / bare route   = {get/hello:.2f}  (target >= 0.60)")
 print(f"PATCH channel_state / bare route = {patch/hello:.2f}")
 print(f"POST vote / GET channel_state    = {vote/get:.2f}  (target >= 0.50)")
+print(f"POST redeem / GET channel_state  = {redeem/get:.2f}")
 PY
