@@ -225,6 +225,48 @@ async fn a_crash_mid_redeem_loses_nothing<S: Store>(s: S, faults: &medkit::store
     assert_eq!(set_in(&s, 6).await.distributed, 5);
 }
 
+async fn sets_stop_below_a_million_codes<S: Store>(s: S) {
+    upload(&s, 8, "huge", codes("h", 999_998)).await;
+    let err = s
+        .append_codes(&client(), 8, &codes("x", 2))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1000000"), "{err}");
+    assert_eq!(
+        set_in(&s, 8).await.total,
+        999_998,
+        "a refused append changes nothing"
+    );
+    let full = s
+        .append_codes(&client(), 8, &codes("y", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(full.total, 999_999);
+}
+
+async fn expired_sets_are_invisible<S: Store>(s: S) {
+    let set = SetUpload {
+        slot: 9,
+        name: "short-lived".into(),
+        codes: codes("e", 3),
+    };
+    s.put_set(&client(), &set, now_secs() + 1).await.unwrap();
+    make_eligible(&s, &[user(1)], 9, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(s.sets(&client()).await.unwrap().is_empty());
+    assert!(matches!(
+        s.redeem(&client(), &user(1), 9).await,
+        Err(RedeemError::NoSet(9))
+    ));
+    assert!(
+        s.append_codes(&client(), 9, &codes("f", 1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 macro_rules! contract {
     ($($name:ident);* $(;)?) => {
         mod embedded {
@@ -268,6 +310,8 @@ contract! {
     concurrent_redeems_hand_out_each_code_once;
     a_cap_of_two_gives_two;
     caps_never_shrink;
+    sets_stop_below_a_million_codes;
+    expired_sets_are_invisible;
 }
 
 /// DynamoDB requests of one upload part of 200,000 codes (what `medkit codes

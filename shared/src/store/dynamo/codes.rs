@@ -325,7 +325,8 @@ impl DynamoStore {
             .table_name(self.codes_table())
             .set_key(Some(meta_key.clone()))
             .update_expression("ADD cur :one")
-            .condition_expression("g = :gen AND cur < tot")
+            .condition_expression("g = :gen AND cur < tot AND expires_at > :now")
+            .expression_attribute_values(":now", n(now_secs()))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":gen", s(generation))
             .return_values(ReturnValue::UpdatedNew)
@@ -352,7 +353,11 @@ impl DynamoStore {
                 match old {
                     None => Err(sdk_err(e)),
                     Some(None) => Ok(Taken::NoSet),
-                    Some(Some(item)) if text(&item, "g") != Some(generation) => Ok(Taken::NoSet),
+                    Some(Some(item))
+                        if text(&item, "g") != Some(generation) || !is_live(&item, now_secs()) =>
+                    {
+                        Ok(Taken::NoSet)
+                    }
                     Some(Some(item)) => Ok(Taken::Exhausted(item)),
                 }
             }
