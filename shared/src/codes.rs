@@ -154,6 +154,19 @@ impl Upload {
     }
 }
 
+/// An append of `adding` codes to a set of `total`: refused when the set
+/// would reach 1,000,000 codes.
+pub fn check_append(slot: usize, total: usize, adding: usize) -> Result<(), ApiError> {
+    if total + adding > MAX_CODES_PER_SET {
+        return Err(bad(format!(
+            "slot {slot} would hold {} codes; a set holds fewer than {}",
+            total + adding,
+            MAX_CODES_PER_SET + 1
+        )));
+    }
+    Ok(())
+}
+
 /// `prizes` and `prize_limits` of a mark: which slots, and each one's cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prizes(pub Vec<(usize, u32)>);
@@ -269,7 +282,9 @@ pub struct SetInfo {
     /// belong to one generation of a slot.
     pub generation: String,
     pub total: usize,
-    /// Codes handed out and recorded for a user.
+    /// Codes handed out. On DynamoDB this comes from the set's cursor, so it
+    /// can run ahead of the recorded claims only by redeems in flight, or
+    /// lost to a crash and not yet recovered.
     pub distributed: usize,
 }
 

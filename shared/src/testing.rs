@@ -132,6 +132,32 @@ pub async fn call(
     (status, value)
 }
 
+/// One request that must succeed (200); its JSON body.
+pub async fn ok(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    auth: &str,
+    body: Option<&str>,
+) -> Value {
+    let (s, v) = call(router, method, uri, Some(auth), body).await;
+    assert_eq!(s, StatusCode::OK, "{uri}: {v}");
+    v
+}
+
+/// One request that must be refused with `expected` and a reason; the reason.
+pub async fn refused(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    auth: &str,
+    body: Option<&str>,
+    expected: StatusCode,
+) -> String {
+    let (s, v) = call(router, method, uri, Some(auth), body).await;
+    reason(s, &v, expected)
+}
+
 /// Asserts a 4xx/5xx with a non-empty `reason`, and returns the reason.
 pub fn reason(status: StatusCode, body: &Value, expected: StatusCode) -> String {
     assert_eq!(status, expected, "body: {body}");

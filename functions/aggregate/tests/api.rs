@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use medkit::auth::{Env, Role, now_ms};
 use medkit::notify::{Audience, LocalHub};
 use medkit::store::embedded::EmbeddedStore;
-use medkit::testing::{self, bearer, call, reason, token};
+use medkit::testing::{self, bearer, call, ok, reason, refused, token};
 use serde_json::{Value, json};
 
 const GET: Method = Method::GET;
@@ -34,25 +34,6 @@ fn admin() -> String {
 }
 fn backend() -> String {
     bearer(&token(Role::Backend, "100", None))
-}
-
-async fn ok(r: &Router, method: Method, uri: &str, auth: &str, body: Option<&str>) -> Value {
-    let (s, v) = call(r, method, uri, Some(auth), body).await;
-    assert_eq!(s, StatusCode::OK, "{uri}: {v}");
-    v
-}
-
-/// Asserts a refusal with a reason, and returns the reason.
-async fn refused(
-    r: &Router,
-    method: Method,
-    uri: &str,
-    auth: &str,
-    body: Option<&str>,
-    expected: StatusCode,
-) -> String {
-    let (s, v) = call(r, method, uri, Some(auth), body).await;
-    reason(s, &v, expected)
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use medkit::auth::{Env, Role};
 use medkit::store::embedded::EmbeddedStore;
-use medkit::testing::{self, bearer, call, reason, token};
-use serde_json::{Value, json};
+use medkit::testing::{self, bearer, call, ok, refused, token};
+use serde_json::json;
 
 const GET: Method = Method::GET;
 const POST: Method = Method::POST;
@@ -23,24 +23,6 @@ fn backend() -> String {
 }
 fn viewer(user: &str) -> String {
     bearer(&token(Role::Viewer, "100", Some(user)))
-}
-
-async fn ok(r: &Router, method: Method, uri: &str, auth: &str, body: Option<&str>) -> Value {
-    let (s, v) = call(r, method, uri, Some(auth), body).await;
-    assert_eq!(s, StatusCode::OK, "{uri}: {v}");
-    v
-}
-
-async fn refused(
-    r: &Router,
-    method: Method,
-    uri: &str,
-    auth: &str,
-    body: Option<&str>,
-    expected: StatusCode,
-) -> String {
-    let (s, v) = call(r, method, uri, Some(auth), body).await;
-    reason(s, &v, expected)
 }
 
 #[tokio::test]

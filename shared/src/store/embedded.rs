@@ -20,9 +20,7 @@ use crate::aggregate::accumulate::Entry;
 use crate::aggregate::rank::Holder;
 use crate::aggregate::vote::{Ballot, BucketedSums, Sums, replace_ballot};
 use crate::auth::now_secs;
-use crate::codes::{
-    self, CHUNK_CODES, MAX_CODES_PER_SET, RedeemError, SetInfo, SetUpload, Standing,
-};
+use crate::codes::{self, CHUNK_CODES, RedeemError, SetInfo, SetUpload, Standing};
 use crate::error::{ApiError, StoreError};
 use crate::ids::ViewerId;
 use crate::ids::{ChannelId, ClientId, UserId};
@@ -1040,13 +1038,7 @@ impl CodeStore for EmbeddedStore {
             let Some(mut meta) = get_json::<SetMeta>(t, &meta_k, now_secs())? else {
                 return Ok(None);
             };
-            if meta.total + codes.len() > MAX_CODES_PER_SET {
-                return Err(ApiError::bad_request(format!(
-                    "slot {slot} would hold {} codes; a set holds fewer than {}",
-                    meta.total + codes.len(),
-                    MAX_CODES_PER_SET + 1
-                )));
-            }
+            codes::check_append(slot, meta.total, codes.len())?;
             let expires_at = set_expiry(t, &meta_k)?;
             let pk = code_keys::chunks(&client, slot, &meta.generation);
             put_chunks(t, &pk, meta.total, &codes, expires_at)?;

@@ -255,20 +255,6 @@ impl DynamoStore {
         &self.tables.aggregates
     }
 
-    /// Consistent read of one item, expired or not (its version guards writes).
-    async fn get_any(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(self.agg_table())
-            .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        Ok(out.item)
-    }
-
     /// Live items of a partition with `sk >= from`, in sort order (or
     /// reversed), at most `limit`.
     async fn query_items(
@@ -397,7 +383,7 @@ impl AggregateStore for DynamoStore {
         keys.push(key(&ballot_pk, &ballot.voter));
         for attempt in 0..ATTEMPTS {
             // The ballot is read expired or not: its version guards the write.
-            let items = self.batch_get_any(&table, keys.clone()).await?;
+            let items = self.batch_get_filtered(&table, keys.clone(), false).await?;
             let now = now_secs();
             let mut shards: HashMap<&str, &Item> = HashMap::new();
             let mut old_item = None;
@@ -514,7 +500,9 @@ impl AggregateStore for DynamoStore {
         let holder_pk = Self::rank_holder_pk(rank, voter.as_str());
         let counts = Self::rank_count_pks(rank);
         for attempt in 0..ATTEMPTS {
-            let item = self.get_any(&holder_pk, voter.as_str()).await?;
+            let item = self
+                .get_raw(self.agg_table(), &holder_pk, voter.as_str())
+                .await?;
             let now = now_secs();
             let version = item.as_ref().and_then(|i| num(i, "ver"));
             let old = item
@@ -570,7 +558,11 @@ impl AggregateStore for DynamoStore {
         voter: &ViewerId,
     ) -> Result<Option<String>, StoreError> {
         let item = self
-            .get_any(&Self::rank_holder_pk(rank, voter.as_str()), voter.as_str())
+            .get_raw(
+                self.agg_table(),
+                &Self::rank_holder_pk(rank, voter.as_str()),
+                voter.as_str(),
+            )
             .await?;
         Ok(item
             .filter(|i| is_live(i, now_secs()))
@@ -658,13 +650,6 @@ impl AggregateStore for DynamoStore {
         out.sort_by_key(|e| std::cmp::Reverse(e.observed));
         out.truncate(limit);
         Ok(out)
-    }
-}
-
-impl DynamoStore {
-    /// `batch_get` that keeps expired items too (for version checks).
-    async fn batch_get_any(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        self.batch_get_filtered(table, keys, false).await
     }
 }
 

@@ -37,9 +37,12 @@ use aws_sdk_dynamodb::types::{
 };
 use tokio::task::JoinSet;
 
-use super::{DynamoStore, Item, backoff, is_live, key, n, num, s, sdk_err, text};
+use super::{
+    DynamoStore, Item, backoff, condition_failed, is_live, key, n, num, s, sdk_err, text,
+    unless_condition_failed,
+};
 use crate::auth::now_secs;
-use crate::codes::{self, MAX_CODES_PER_SET, RedeemError, SetInfo, SetUpload, Standing};
+use crate::codes::{self, RedeemError, SetInfo, SetUpload, Standing};
 use crate::error::{ApiError, StoreError};
 use crate::ids::{ClientId, UserId};
 use crate::store::{CodeStore, code_keys};
@@ -84,6 +87,17 @@ fn set_info(slot: usize, item: &Item, distributed: usize) -> Option<SetInfo> {
     })
 }
 
+/// Codes handed out, from the metadata alone: indices taken from the cursor
+/// minus those waiting in the pool. Viewers ask for it on every eligibility
+/// check, so it must not count claim items; it can only run ahead of the
+/// claims by redeems in flight or lost and not yet recovered.
+fn handed_out(meta: &Item) -> usize {
+    let issued = num(meta, "cur")
+        .unwrap_or(0)
+        .min(num(meta, "tot").unwrap_or(0)) as usize;
+    issued.saturating_sub(numbers(meta, "ret").len())
+}
+
 fn numbers(item: &Item, name: &str) -> Vec<usize> {
     match item.get(name) {
         Some(AttributeValue::L(l)) => l
@@ -121,19 +135,9 @@ impl DynamoStore {
     }
 
     async fn set_meta(&self, client: &ClientId, slot: usize) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(self.codes_table())
-            .set_key(Some(key(
-                &code_keys::sets(client),
-                &code_keys::slot_sk(slot),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        Ok(out.item.filter(|i| is_live(i, now_secs())))
+        let (pk, sk) = (code_keys::sets(client), code_keys::slot_sk(slot));
+        let item = self.get_raw(self.codes_table(), &pk, &sk).await?;
+        Ok(item.filter(|i| is_live(i, now_secs())))
     }
 
     /// The slot's current generation, from the process cache when fresh.
@@ -185,16 +189,10 @@ impl DynamoStore {
         {
             return Ok(code.clone());
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(self.codes_table())
-            .set_key(Some(key(&pk, &code_keys::chunk_sk(chunk))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        let item = out.item.ok_or_else(|| internal("missing code chunk"))?;
+        let item = self
+            .get_raw(self.codes_table(), &pk, &code_keys::chunk_sk(chunk))
+            .await?
+            .ok_or_else(|| internal("missing code chunk"))?;
         let codes: Vec<String> = codes::decode_chunk(text(&item, "c").unwrap_or_default())
             .into_iter()
             .map(str::to_string)
@@ -228,17 +226,10 @@ impl DynamoStore {
             let take = (codes::CHUNK_CODES - offset).min(rest.len());
             let mut body = String::new();
             if offset > 0 {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(self.codes_table())
-                    .set_key(Some(key(pk, &code_keys::chunk_sk(chunk))))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                body = out
-                    .item
+                let item = self
+                    .get_raw(self.codes_table(), pk, &code_keys::chunk_sk(chunk))
+                    .await?;
+                body = item
                     .as_ref()
                     .and_then(|i| text(i, "c"))
                     .ok_or_else(|| internal("missing partial chunk"))?
@@ -390,10 +381,7 @@ impl DynamoStore {
                     .await;
                 match popped {
                     Ok(_) => return Ok(Some(first)),
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                    {
+                    Err(e) if condition_failed(&e) => {
                         backoff(attempt).await;
                         match self.set_meta(client, slot).await? {
                             Some(m) => meta = m,
@@ -460,16 +448,7 @@ impl DynamoStore {
             .expression_attribute_values(":gen", s(generation))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_err(e)),
-        }
+        unless_condition_failed(out)
     }
 
     async fn return_indices(
@@ -490,16 +469,7 @@ impl DynamoStore {
             .expression_attribute_values(":gen", s(generation))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_err(e)),
-        }
+        unless_condition_failed(out)
     }
 
     /// How long after a set ran out unclaimed indices count as lost
@@ -569,13 +539,7 @@ impl CodeStore for DynamoStore {
         };
         let generation = text(&meta, "g").unwrap_or_default().to_string();
         let total = num(&meta, "tot").unwrap_or(0) as usize;
-        if total + new.len() > MAX_CODES_PER_SET {
-            return Err(ApiError::bad_request(format!(
-                "slot {slot} would hold {} codes; a set holds fewer than {}",
-                total + new.len(),
-                MAX_CODES_PER_SET + 1
-            )));
-        }
+        codes::check_append(slot, total, new.len())?;
         // One upload at a time per slot: take the lock on the total read.
         let lock = crate::random::token_id(12);
         let locked = self
@@ -591,9 +555,7 @@ impl CodeStore for DynamoStore {
             .send()
             .await;
         if let Err(e) = locked {
-            if e.as_service_error()
-                .is_some_and(|se| se.is_conditional_check_failed_exception())
-            {
+            if condition_failed(&e) {
                 return Err(ApiError::conflict(
                     "another upload to this slot is in progress; try again",
                 ));
@@ -645,22 +607,16 @@ impl CodeStore for DynamoStore {
             .await
             .map_err(sdk_err)?;
         let now = now_secs();
-        let mut sets = Vec::new();
-        for item in out
+        let mut sets: Vec<SetInfo> = out
             .items
             .unwrap_or_default()
             .iter()
             .filter(|i| is_live(i, now))
-        {
-            let Some(slot) = text(item, "sk").and_then(|k| k.parse::<usize>().ok()) else {
-                continue;
-            };
-            let Some(mut info) = set_info(slot, item, 0) else {
-                continue;
-            };
-            info.distributed = self.claimed(client, slot, &info.generation).await?.len();
-            sets.push(info);
-        }
+            .filter_map(|item| {
+                let slot = text(item, "sk")?.parse::<usize>().ok()?;
+                set_info(slot, item, handed_out(item))
+            })
+            .collect();
         sets.sort_by_key(|s| s.slot);
         Ok(sets)
     }
@@ -720,17 +676,8 @@ impl CodeStore for DynamoStore {
                     .expression_attribute_values(":exp", n(expires_at))
                     .send()
                     .await;
-                match out {
-                    Ok(_) => Ok(()),
-                    // Already at least this high: caps never shrink.
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                    {
-                        Ok(())
-                    }
-                    Err(e) => Err(sdk_err(e)),
-                }
+                // A failed condition: already at least this high (caps never shrink).
+                unless_condition_failed(out)
             });
         }
         while let Some(done) = tasks.join_next().await {
@@ -776,21 +723,14 @@ impl CodeStore for DynamoStore {
                 .generation(client, slot)
                 .await?
                 .ok_or(RedeemError::NoSet(slot))?;
-            let standing_key = key(
-                &code_keys::standing(client, user),
-                &code_keys::standing_sk(slot, &generation),
+            let (standing_pk, standing_sk) = (
+                code_keys::standing(client, user),
+                code_keys::standing_sk(slot, &generation),
             );
+            let standing_key = key(&standing_pk, &standing_sk);
             // 1. Eligibility.
-            let out = self
-                .client
-                .get_item()
-                .table_name(table.as_str())
-                .set_key(Some(standing_key.clone()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            let standing = standing_of(out.item.as_ref().filter(|i| is_live(i, now_secs())));
+            let standing_item = self.get_raw(&table, &standing_pk, &standing_sk).await?;
+            let standing = standing_of(standing_item.as_ref().filter(|i| is_live(i, now_secs())));
             if standing.claimable() == 0 {
                 return Err(RedeemError::NotEligible(slot));
             }
@@ -823,7 +763,7 @@ impl CodeStore for DynamoStore {
                 &index_sk(index),
             );
             claim.insert("u".into(), s(user.as_str()));
-            let expires_at = match num_expiry(&out.item) {
+            let expires_at = match num_expiry(&standing_item) {
                 0 => now_secs() + codes::SET_TTL_SECS,
                 e => e,
             };

@@ -182,7 +182,17 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// One live item (consistent read).
     async fn get_item(&self, table: &str, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .get_raw(table, pk, sk)
+            .await?
+            .filter(|i| is_live(i, now_secs())))
+    }
+
+    /// One item, expired or not (consistent read): read-modify-writes need
+    /// the version of an expired item too.
+    async fn get_raw(&self, table: &str, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -192,7 +202,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(sdk_err)?;
-        Ok(out.item.filter(|i| is_live(i, now_secs())))
+        Ok(out.item)
     }
 
     async fn put_item(&self, table: &str, item: Item) -> Result<(), StoreError> {
@@ -444,6 +454,24 @@ where
     }
 }
 
+/// Whether a request failed only because its condition expression was false.
+fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+/// A conditional write whose failed condition means "nothing to do".
+fn unless_condition_failed<T, E, R>(out: Result<T, SdkError<E, R>>) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match out {
+        Ok(_) => Ok(()),
+        Err(e) if condition_failed(&e) => Ok(()),
+        Err(e) => Err(sdk_err(e)),
+    }
+}
+
 async fn backoff(attempt: usize) {
     let jitter = crate::random::bytes::<1>()[0] as u64 % 10;
     let ms = (5u64 << attempt.min(6)) + jitter;
@@ -520,17 +548,9 @@ impl DocumentStore for DynamoStore {
         let pk = k.partition_key();
         for attempt in 0..UPDATE_ATTEMPTS {
             // Read expired items too: their version still guards the write.
-            let out = self
-                .client
-                .get_item()
-                .table_name(table)
-                .set_key(Some(key(pk, SINGLE)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(sdk_err)?;
+            let item = self.get_raw(table, pk, SINGLE).await?;
             let now = now_secs();
-            let (current, version) = match &out.item {
+            let (current, version) = match &item {
                 Some(item) => {
                     let doc = if is_live(item, now) {
                         item_doc(item)?
@@ -562,10 +582,7 @@ impl DocumentStore for DynamoStore {
                 .await;
             match written {
                 Ok(_) => return Ok(new),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                {
+                Err(e) if condition_failed(&e) => {
                     backoff(attempt).await;
                 }
                 Err(e) => return Err(sdk_err(e).into()),
@@ -624,12 +641,7 @@ impl AuthStore for DynamoStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_err(e)),
         }
     }
@@ -655,10 +667,7 @@ impl AuthStore for DynamoStore {
             .await;
         let old = match deleted {
             Ok(out) => out.attributes.unwrap_or_default(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if condition_failed(&e) => {
                 return Ok(None);
             }
             Err(e) => return Err(sdk_err(e)),
