@@ -56,6 +56,60 @@ def event(method, path, query="", auth=None, body=None):
         ev["body"] = json.dumps(body)
     return ev
 
+def ws_event(route, connection_id, query=None, body=None):
+    """An API Gateway WebSocket API event ($connect, $disconnect, $default)."""
+    event_type = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route, "MESSAGE")
+    ev = {
+        "isBase64Encoded": False,
+        "requestContext": {
+            "routeKey": route,
+            "eventType": event_type,
+            "extendedRequestId": "sample-extended-id",
+            "requestTime": "25/Nov/2026:08:00:00 +0000",
+            "messageDirection": "IN",
+            "stage": "prod",
+            "connectedAt": 1795593600000,
+            "requestTimeEpoch": 1795593600000,
+            "identity": {"sourceIp": "203.0.113.9", "userAgent": "medkit-sample"},
+            "requestId": "sample-request-id",
+            "domainName": "ws123.execute-api.us-east-1.amazonaws.com",
+            "connectionId": connection_id,
+            "apiId": "ws123",
+        },
+    }
+    if route == "$connect":
+        ev["headers"] = {"Host": "ws123.execute-api.us-east-1.amazonaws.com"}
+    if query:
+        ev["queryStringParameters"] = query
+        ev["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    if body is not None:
+        ev["body"] = body
+        ev["requestContext"]["messageId"] = "sample-message-id"
+    if route == "$disconnect":
+        ev["requestContext"]["disconnectStatusCode"] = 1001
+        ev["requestContext"]["disconnectReason"] = "Going away"
+    return ev
+
+def stream_job(client, part, frame):
+    """A DynamoDB stream record of a fan-out job item (what the worker receives)."""
+    return {"Records": [{
+        "eventID": "sample-event-id",
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1795593600,
+            "Keys": {"pk": {"S": f"{client}|job|sample"}, "sk": {"S": part}},
+            "NewImage": {"pk": {"S": f"{client}|job|sample"}, "sk": {"S": part},
+                         "cl": {"S": client}, "fr": {"S": frame}, "expires_at": {"N": str(EXPIRES)}},
+            "SequenceNumber": "111100000000000000000001",
+            "SizeBytes": 200,
+            "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/medkit-connections/stream/2026-11-25T00:00:00.000",
+    }]}
+
 def main():
     viewer = token("viewer", user="2002")
     broadcaster = token("broadcaster", user="1001")
@@ -125,7 +179,29 @@ def main():
         "08-codes-redeemed-get": event("GET", "/v1/e/codes/redeemed", auth=viewer),
         "09-codes-delete": event("DELETE", "/v1/e/codes", auth=backend),
     }
-    families = {"stores": stores, "auth": auth, "aggregate": aggregate, "codes": codes}
+    socket = {
+        "01-connect": ws_event("$connect", "sample-conn-1=", query={"client_id": CLIENT, "token": viewer}),
+        "02-default-ping": ws_event("$default", "sample-conn-1=", body='{"type":"ping"}'),
+        "03-default-other": ws_event("$default", "sample-conn-1=", body="hello"),
+        "04-disconnect": ws_event("$disconnect", "sample-conn-1="),
+    }
+    broadcast = {
+        "01-broadcast-post": event("POST", "/v1/e/broadcast", auth=broadcaster,
+                                   body={"target": "broadcast", "event": "score", "channel_id": "1001", "data": {"red": 5}}),
+        "02-broadcast-whisper-get": event("GET", "/v1/e/broadcast", auth=broadcaster,
+                                          body={"target": "whisper-U2002", "event": "hint", "user_id": "1001", "data": "psst"}),
+        "03-extension-broadcast-post": event("POST", "/v1/e/extension_broadcast", auth=admin,
+                                             body={"target": "broadcast", "event": "season", "data": {"n": 4}}),
+        "04-whisper-self-post": event("POST", "/v1/e/whisper_self", auth=viewer, body={"event": "sync", "data": {"tab": 2}}),
+        "05-pusher-broadcast-post": event("POST", "/v1/e/pusher_broadcast", auth=broadcaster,
+                                          body={"target": "broadcast", "event": f"sandbox:{CLIENT}:score", "user_id": "1001", "data": 1}),
+    }
+    frame = json.dumps({"topic": "global", "message": json.dumps({"event": f"sandbox:{CLIENT}:season", "data": {"n": 4}})})
+    fanout = {
+        "01-job-shard": stream_job(CLIENT, "s:0", frame),
+    }
+    families = {"stores": stores, "auth": auth, "aggregate": aggregate, "codes": codes,
+                "socket": socket, "broadcast": broadcast, "fanout": fanout}
     wanted = sys.argv[1:] or list(families)
     for family, events in ((f, families[f]) for f in wanted):
         d = os.path.join(ROOT, "events", family)

@@ -12,7 +12,12 @@ pub const ENV_STORES_TABLE: &str = "MEDKIT_STORES_TABLE";
 pub const ENV_AUTH_TABLE: &str = "MEDKIT_AUTH_TABLE";
 pub const ENV_AGGREGATES_TABLE: &str = "MEDKIT_AGGREGATES_TABLE";
 pub const ENV_CODES_TABLE: &str = "MEDKIT_CODES_TABLE";
+pub const ENV_CONNECTIONS_TABLE: &str = "MEDKIT_CONNECTIONS_TABLE";
 pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
+/// The WebSocket stage's Management API endpoint
+/// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`). Optional:
+/// without it events are not delivered; the broadcast function requires it.
+pub const ENV_WS_ENDPOINT: &str = "MEDKIT_WS_ENDPOINT";
 
 const DAY: i64 = 24 * 3600;
 
@@ -69,6 +74,7 @@ pub struct LambdaConfig {
     pub registry: Registry,
     pub tables: Tables,
     pub expiry: Expiry,
+    pub ws_endpoint: Option<String>,
 }
 
 impl LambdaConfig {
@@ -100,6 +106,19 @@ impl LambdaConfig {
             auth: required(ENV_AUTH_TABLE)?,
             aggregates: required(ENV_AGGREGATES_TABLE)?,
             codes: required(ENV_CODES_TABLE)?,
+            connections: required(ENV_CONNECTIONS_TABLE)?,
+        };
+        let ws_endpoint = match get(ENV_WS_ENDPOINT).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(url.trim().trim_end_matches('/').to_string())
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: ENV_WS_ENDPOINT,
+                    reason: "expected an http(s) URL".into(),
+                });
+            }
         };
         let expiry = match get(ENV_STATE_TTL_DAYS) {
             None => Expiry::default(),
@@ -118,6 +137,7 @@ impl LambdaConfig {
             registry,
             tables,
             expiry,
+            ws_endpoint,
         })
     }
 }
@@ -142,6 +162,7 @@ mod tests {
         (ENV_AUTH_TABLE, "a"),
         (ENV_AGGREGATES_TABLE, "g"),
         (ENV_CODES_TABLE, "k"),
+        (ENV_CONNECTIONS_TABLE, "w"),
     ];
 
     #[test]
@@ -172,5 +193,9 @@ mod tests {
         let mut vars = GOOD.to_vec();
         vars.push((ENV_STATE_TTL_DAYS, "0"));
         assert!(LambdaConfig::from_lookup(lookup(&vars)).is_err());
+        let mut vars = GOOD.to_vec();
+        vars.push((ENV_WS_ENDPOINT, "wss://x/prod"));
+        let err = LambdaConfig::from_lookup(lookup(&vars)).unwrap_err();
+        assert!(err.to_string().contains(ENV_WS_ENDPOINT));
     }
 }

@@ -68,19 +68,28 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
                     .map_err(|_| ApiError::unauthorized("Authorization header is not text"))?,
             ),
         };
-        let mut caller = app.tokens.verify(&app.registry, app.env, header)?;
-        if let Some(token_id) = &caller.pin_token {
-            // A PIN-issued token acts only once a broadcaster validated its PIN.
-            let channel = app
-                .store
-                .pin_token_channel(&caller.client_id, token_id)
-                .await?;
-            caller.channel_id = Some(channel.ok_or_else(|| {
-                ApiError::unauthorized("this PIN token is not validated yet, or was revoked")
-            })?);
-        }
-        Ok(caller)
+        authenticate(app, header).await
     }
+}
+
+/// The caller an `Authorization` value (`<client_id> <jwt>`) proves: the
+/// same checks for REST requests and WebSocket connects.
+pub async fn authenticate<S: crate::store::AuthStore>(
+    app: &App<S>,
+    header: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let mut caller = app.tokens.verify(&app.registry, app.env, header)?;
+    if let Some(token_id) = &caller.pin_token {
+        // A PIN-issued token acts only once a broadcaster validated its PIN.
+        let channel = app
+            .store
+            .pin_token_channel(&caller.client_id, token_id)
+            .await?;
+        caller.channel_id = Some(channel.ok_or_else(|| {
+            ApiError::unauthorized("this PIN token is not validated yet, or was revoked")
+        })?);
+    }
+    Ok(caller)
 }
 
 /// The request body parsed as JSON, whatever the Content-Type (the official

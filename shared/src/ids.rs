@@ -84,6 +84,11 @@ id_type!(
     AggregateId, "id"
 );
 
+id_type!(
+    /// A WebSocket connection, as API Gateway (or the dev server) names it.
+    ConnectionId, "connection id"
+);
+
 impl AggregateId {
     pub fn is_global(&self) -> bool {
         self.0.starts_with("global")

@@ -8,6 +8,7 @@
 //! - [`codes`]: game-code rules (uploads, marks, redeems, chunking)
 //! - [`documents`]: state, config and JSON-store rules (limits, patching)
 //! - [`notify`]: the `Notifier` port for real-time events
+//! - [`realtime`]: envelopes, connections and the fan-out to WebSocket clients
 //! - [`http`]: request/response plumbing shared by every function's router
 //! - [`app`]: what every handler gets: config, registry, store, notifier
 
@@ -23,6 +24,7 @@ pub mod ids;
 pub mod logging;
 pub mod notify;
 pub mod random;
+pub mod realtime;
 pub mod registry;
 pub mod store;
 pub mod testing;

@@ -67,6 +67,7 @@ pub fn app<S>(store: S, env: Env) -> (SharedApp<S>, LocalHub) {
         registry: registry(),
         store,
         notifier: Arc::new(hub.clone()),
+        poster: Arc::new(crate::realtime::fanout::NoPoster),
         expiry: Expiry::default(),
         tokens: Default::default(),
     });
@@ -168,12 +169,71 @@ pub fn reason(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     r.to_string()
 }
 
+/// A poster that records every frame it is given (as JSON) and answers 410
+/// for the ids in `gone`.
+#[derive(Default)]
+pub struct RecordingPoster {
+    pub delivered: std::sync::Mutex<Vec<(crate::ids::ConnectionId, Value)>>,
+    pub gone: std::sync::Mutex<std::collections::HashSet<crate::ids::ConnectionId>>,
+}
+
+impl RecordingPoster {
+    /// What was delivered since the last call.
+    pub fn take(&self) -> Vec<(crate::ids::ConnectionId, Value)> {
+        std::mem::take(&mut *self.delivered.lock().unwrap())
+    }
+}
+
+impl crate::realtime::fanout::Poster for RecordingPoster {
+    fn post<'a>(
+        &'a self,
+        id: &'a crate::ids::ConnectionId,
+        frame: &'a bytes::Bytes,
+    ) -> crate::realtime::fanout::PostFuture<'a> {
+        Box::pin(async move {
+            if self.gone.lock().unwrap().contains(id) {
+                return Err(crate::realtime::fanout::PostError::Gone);
+            }
+            let v = serde_json::from_slice(frame).expect("frames are JSON");
+            self.delivered.lock().unwrap().push((id.clone(), v));
+            Ok(())
+        })
+    }
+}
+
+/// Like [`app`], delivering through `poster` (and recording events on the hub).
+pub fn app_with_poster<S>(
+    store: S,
+    env: Env,
+    poster: Arc<dyn crate::realtime::fanout::Poster>,
+) -> (SharedApp<S>, LocalHub) {
+    let hub = LocalHub::new();
+    let app = Arc::new(App {
+        env,
+        registry: registry(),
+        store,
+        notifier: Arc::new(hub.clone()),
+        poster,
+        expiry: Expiry::default(),
+        tokens: Default::default(),
+    });
+    (app, hub)
+}
+
 /// The sample extension whose tokens the files in `events/` carry.
 pub const SAMPLE_CLIENT_ID: &str = "sample-client";
 pub const SAMPLE_SECRET_B64: &str = "c2FtcGxlLWV2ZW50cy1zZWNyZXQtbm90LWZvci1wcm9kdWN0aW9u";
 
 /// An app for running the sample events (sandbox, the sample extension).
 pub fn sample_app<S>(store: S) -> SharedApp<S> {
+    sample_app_with_poster(store, Arc::new(crate::realtime::fanout::NoPoster))
+}
+
+/// [`sample_app`] delivering through `poster`.
+pub fn sample_app_with_poster<S>(
+    store: S,
+    poster: Arc<dyn crate::realtime::fanout::Poster>,
+) -> SharedApp<S> {
     let registry =
         Registry::parse([format!("{SAMPLE_CLIENT_ID}:{SAMPLE_SECRET_B64}").as_str()]).unwrap();
     Arc::new(App {
@@ -181,6 +241,7 @@ pub fn sample_app<S>(store: S) -> SharedApp<S> {
         registry,
         store,
         notifier: Arc::new(LocalHub::new()),
+        poster,
         expiry: Expiry::default(),
         tokens: Default::default(),
     })

@@ -16,13 +16,15 @@ use medkit::app::{App, SharedApp};
 use medkit::auth::{self, Env, Role};
 use medkit::config::Expiry;
 use medkit::ids::ClientId;
-use medkit::notify::LocalHub;
+use medkit::realtime::fanout::{FanoutNotifier, Poster};
+use medkit::realtime::management::ManagementPoster;
 use medkit::registry::Registry;
 use medkit::store::Store;
 use medkit::store::dynamo::{DynamoStore, Tables};
 use medkit::store::embedded::EmbeddedStore;
 
 mod codes_cli;
+mod ws;
 
 const DEMO_CLIENT_ID: &str = "medkit-demo";
 const DEMO_CHANNEL: &str = "1001";
@@ -87,6 +89,16 @@ struct ServeArgs {
     /// State expiry in days after the last write.
     #[arg(long, env = "MEDKIT_STATE_TTL_DAYS", default_value_t = 30)]
     state_ttl_days: i64,
+    /// How broadcasts reach sockets: `direct` (in process) or `api` (through
+    /// this server's own Management API with the AWS SDK, as in Lambda).
+    #[arg(long, env = "MEDKIT_FANOUT", default_value = "direct")]
+    fanout: FanoutVia,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FanoutVia {
+    Direct,
+    Api,
 }
 
 #[derive(Args)]
@@ -243,11 +255,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 /// Every function's routes in one router, plus a bare route for benchmarks.
-fn dev_router<S: Store>(app: SharedApp<S>) -> Router {
+fn dev_router<S: Store>(app: SharedApp<S>, sockets: Arc<ws::Sockets>) -> Router {
+    rest_router(app.clone()).merge(ws::routes(app, sockets))
+}
+
+fn rest_router<S: Store>(app: SharedApp<S>) -> Router {
     let api = medkit_auth::routes::<S>()
         .merge(medkit_stores::routes::<S>())
         .merge(medkit_aggregate::routes::<S>())
-        .merge(medkit_codes::routes::<S>());
+        .merge(medkit_codes::routes::<S>())
+        .merge(medkit_broadcast::routes::<S>());
     medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
 }
 
@@ -260,18 +277,32 @@ async fn run<S: Store>(
     demo: Option<Vec<u8>>,
     store_label: &str,
 ) -> Result<(), String> {
-    let hub = LocalHub::new();
-    log_events(&hub);
+    let sockets = Arc::new(ws::Sockets::default());
+    let poster: Arc<dyn Poster> = match args.fanout {
+        FanoutVia::Direct => Arc::new(ws::DirectPoster(sockets.clone())),
+        FanoutVia::Api => Arc::new(ManagementPoster::connect(&format!("http://{local}/ws")).await),
+    };
     let app = Arc::new(App {
         env: args.environment,
         registry,
-        store,
-        notifier: Arc::new(hub),
+        store: store.clone(),
+        notifier: Arc::new(FanoutNotifier {
+            store,
+            poster: poster.clone(),
+            env: args.environment,
+        }),
+        poster,
         expiry: Expiry::with_state_days(args.state_ttl_days),
         tokens: Default::default(),
     });
-    print_banner(&app, local, demo.as_deref(), store_label);
-    let router = dev_router(app.clone());
+    let fanout = format!("{:?}", args.fanout).to_lowercase();
+    print_banner(
+        &app,
+        local,
+        demo.as_deref(),
+        &format!("{store_label}; fan-out {fanout}"),
+    );
+    let router = dev_router(app.clone(), sockets);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -283,20 +314,11 @@ async fn run<S: Store>(
     .map_err(|e| e.to_string())
 }
 
-/// Events have no WebSocket listeners yet: show them in the log.
-fn log_events(hub: &LocalHub) {
-    let mut rx = hub.subscribe();
-    tokio::spawn(async move {
-        while let Ok(e) = rx.recv().await {
-            tracing::info!(event = %e.name, client = %e.client_id, audience = ?e.audience, "event");
-        }
-    });
-}
-
 fn print_banner<S>(app: &App<S>, local: SocketAddr, demo: Option<&[u8]>, store_label: &str) {
     println!("medkit listening on http://{local}");
     println!("  environment: {}", app.env.as_str());
     println!("  store:       {store_label}");
+    println!("  websocket:   ws://{local}/ws?client_id=<client id>&token=<jwt>");
     let Some(secret) = demo else {
         let ids: Vec<String> = app.registry.client_ids().map(|c| c.to_string()).collect();
         println!("  extensions:  {}", ids.join(", "));

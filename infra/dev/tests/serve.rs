@@ -1,94 +1,12 @@
 //! The `medkit` binary as a user runs it: start `medkit serve`, read the
 //! banner, and use the printed tokens and the sandbox flow over real HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-struct Server {
-    child: Child,
-    base: String,
-    banner: Vec<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_medkit"))
-            .args(["serve", "--port", "0"])
-            .args(args)
-            .env_remove("MEDKIT_EXTENSIONS")
-            .env_remove("MEDKIT_ENV")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut banner = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
-            let done = line.contains("broadcaster:") || line.contains("extensions:");
-            banner.push(line);
-            if done {
-                break;
-            }
-        }
-        let base = banner
-            .iter()
-            .find_map(|l| l.strip_prefix("medkit listening on "))
-            .unwrap_or_else(|| panic!("no URL in banner: {banner:?}"))
-            .to_string();
-        Server {
-            child,
-            base,
-            banner,
-        }
-    }
-
-    fn banner_value(&self, key: &str) -> String {
-        self.banner
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
-            .unwrap_or_else(|| panic!("{key} not in banner {:?}", self.banner))
-    }
-}
-
-async fn send(
-    method: reqwest::Method,
-    url: &str,
-    auth: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    // reqwest's TLS is built without a default crypto provider (as in the binary).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    let mut req = client.request(method, url).timeout(Duration::from_secs(10));
-    if let Some(a) = auth {
-        req = req.header("Authorization", a);
-    }
-    if let Some(b) = body {
-        req = req
-            .header(
-                "Content-Type",
-                "application/x-www-form-urlencoded; charset=UTF-8",
-            )
-            .body(b.to_string());
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    assert_eq!(res.headers()["content-type"], "application/json");
-    (status, res.json().await.unwrap())
-}
+mod common;
+use common::{Server, send};
 
 #[tokio::test]
 async fn serve_prints_working_tokens_and_the_sandbox_flow_works() {

@@ -112,6 +112,8 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: Arc<Writer>,
     faults: Arc<Faults>,
+    /// WebSocket connections: in memory, they die with the process.
+    live: Arc<super::live::LiveConnections>,
 }
 
 /// What a write job hands back after running: called with the outcome of the
@@ -286,7 +288,12 @@ impl EmbeddedStore {
             db,
             writer,
             faults: Arc::new(Faults::default()),
+            live: Default::default(),
         })
+    }
+
+    pub(crate) fn live(&self) -> &super::live::LiveConnections {
+        &self.live
     }
 
     /// Failure injection for tests.

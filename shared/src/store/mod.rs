@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod dynamo;
 pub mod embedded;
+mod live;
 
 use std::future::Future;
 
@@ -19,7 +20,9 @@ use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, Sums};
 use crate::codes::{RedeemError, SetInfo, SetUpload, Standing};
 use crate::error::{ApiError, StoreError};
-use crate::ids::{ChannelId, ClientId, JsonKey, UserId, ViewerId};
+use crate::ids::{ChannelId, ClientId, ConnectionId, JsonKey, UserId, ViewerId};
+use crate::realtime::Connection;
+use crate::realtime::fanout::Job;
 
 /// Sort key of items that are alone in their partition.
 pub const SINGLE: &str = "-";
@@ -322,6 +325,46 @@ pub trait CodeStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(String, Vec<String>), RedeemError>> + Send;
 }
 
+/// Open WebSocket connections (real-time delivery) and the send rate limit.
+/// Readers skip connections past `expires_at`.
+pub trait ConnectionStore: Send + Sync + 'static {
+    fn add_connection(&self, c: &Connection)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets a connection; the record it had, if any.
+    fn remove_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<Connection>, StoreError>> + Send;
+    fn channel_connections(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> impl Future<Output = Result<Vec<ConnectionId>, StoreError>> + Send;
+    /// A viewer's connections on any channel, by opaque id or Twitch user id.
+    fn viewer_connections(
+        &self,
+        client: &ClientId,
+        viewer: &ViewerId,
+    ) -> impl Future<Output = Result<Vec<Connection>, StoreError>> + Send;
+    /// The connections of one extension-wide part (see `realtime::shard_of`).
+    fn shard_connections(
+        &self,
+        client: &ClientId,
+        shard: u32,
+    ) -> impl Future<Output = Result<Vec<ConnectionId>, StoreError>> + Send;
+    /// Records one send by `scope` (a channel, or `*` for extension-wide) in
+    /// the current rate window; false, recording nothing, when it is full.
+    fn count_send(
+        &self,
+        client: &ClientId,
+        scope: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Hands fan-out jobs to workers that run each on its own; false when
+    /// this store has no workers (the caller runs the jobs itself).
+    fn queue_jobs(&self, jobs: &[Job]) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Failures tests can inject into a store, to show what a crash at the worst
 /// moment does. Costs one atomic load per redeem when unused.
 #[derive(Debug, Default)]
@@ -346,8 +389,14 @@ impl Faults {
 }
 
 /// Everything a deployment's store provides.
-pub trait Store: DocumentStore + AuthStore + AggregateStore + CodeStore + Clone {}
-impl<T: DocumentStore + AuthStore + AggregateStore + CodeStore + Clone> Store for T {}
+pub trait Store:
+    DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + Clone
+{
+}
+impl<T: DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + Clone> Store
+    for T
+{
+}
 
 /// Keys of the code family, shared by both adapters.
 pub(crate) mod code_keys {

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 pub mod aggregate;
 pub mod codes;
+pub mod connections;
 
 use super::codec::{self, Encoded};
 use super::{AuthStore, ClaimedPin, DocKey, DocumentStore, SINGLE, auth_keys};
@@ -38,6 +39,7 @@ pub struct Tables {
     pub auth: String,
     pub aggregates: String,
     pub codes: String,
+    pub connections: String,
 }
 
 impl Tables {
@@ -49,6 +51,7 @@ impl Tables {
             auth: format!("{prefix}auth"),
             aggregates: format!("{prefix}aggregates"),
             codes: format!("{prefix}codes"),
+            connections: format!("{prefix}connections"),
         }
     }
 
@@ -77,6 +80,9 @@ pub struct DynamoStore {
     /// Seconds before unclaimed code indices count as lost (see `codes`).
     recovery_grace: i64,
     faults: Arc<super::Faults>,
+    /// Whether fan-out jobs go to the connections table's stream (in AWS,
+    /// where a worker function consumes it); else the caller runs them.
+    fanout_queue: bool,
 }
 
 /// SDK configuration with one TLS stack (rustls + ring), bounded timeouts and
@@ -127,7 +133,15 @@ impl DynamoStore {
             code_cache: Default::default(),
             recovery_grace: codes::RECOVERY_GRACE_SECS,
             faults: Default::default(),
+            fanout_queue: false,
         }
+    }
+
+    /// Queue extension-wide fan-out jobs on the connections table's stream
+    /// (only where a fan-out worker consumes it: the SAM stack).
+    pub fn with_fanout_queue(mut self) -> Self {
+        self.fanout_queue = true;
+        self
     }
 
     /// A store from an SDK config (endpoint override for DynamoDB Local).
@@ -179,7 +193,7 @@ impl DynamoStore {
                 Err(e) => return Err(sdk_err(e)),
             }
         }
-        Ok(())
+        self.ensure_connections_table().await
     }
 
     /// One live item (consistent read).

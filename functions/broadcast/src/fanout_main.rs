@@ -1,0 +1,27 @@
+//! Lambda entry point of the fan-out worker: DynamoDB stream events of the
+//! connections table (job items only, by the event source mapping's filter).
+#![recursion_limit = "256"]
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use medkit::config::{ConfigError, ENV_WS_ENDPOINT};
+use medkit_broadcast::worker::{self, BatchResponse, StreamEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    medkit::logging::init_json();
+    if std::env::var(ENV_WS_ENDPOINT).map_or(true, |v| v.trim().is_empty()) {
+        let e = ConfigError::Missing(ENV_WS_ENDPOINT);
+        tracing::error!(error = %e, "init failed");
+        return Err(e.into());
+    }
+    let app = medkit::app::from_env()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<StreamEvent>| async move {
+            Ok::<BatchResponse, Error>(worker::handle(app, event.payload).await)
+        },
+    ))
+    .await
+}

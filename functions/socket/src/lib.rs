@@ -1,0 +1,116 @@
+//! The `socket` function: the API Gateway WebSocket API's routes.
+//!
+//! - `$connect` (`wss://…/{stage}?client_id=…&token=…`; browsers cannot set
+//!   headers on a WebSocket): the token is verified exactly as a REST call's
+//!   `Authorization` would be, then the connection is recorded for 2 hours.
+//!   A refusal is the HTTP status of the handshake (401/403) with a reason.
+//! - `$disconnect`: the record is deleted.
+//! - `$default`: `{"type": "ping"}` (or `ping`) is answered `{"type": "pong"}`;
+//!   anything else gets an error frame `{"type": "error", "reason": …}`.
+//!   Sockets only receive: sends go through `POST /v1/e/broadcast`.
+//!
+//! The dev server calls [`connect`], [`disconnect`] and [`reply`] for its
+//! own WebSocket endpoint, so both run the same code.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use medkit::app::App;
+use medkit::auth::now_secs;
+use medkit::error::ApiError;
+use medkit::ids::ConnectionId;
+use medkit::realtime::Connection;
+use medkit::store::Store;
+use serde_json::{Value, json};
+
+/// Verifies the caller of a `$connect` and records the connection.
+pub async fn connect<S: Store>(
+    app: &App<S>,
+    id: ConnectionId,
+    client_id: Option<&str>,
+    token: Option<&str>,
+) -> Result<Connection, ApiError> {
+    let client_id = client_id
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("query parameter client_id is required"))?;
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("query parameter token is required"))?;
+    let header = format!("{client_id} {token}");
+    let caller = medkit::http::authenticate(app, Some(&header)).await?;
+    let conn = Connection::for_caller(id, &caller, now_secs())?;
+    app.store.add_connection(&conn).await?;
+    tracing::info!(
+        connection = %conn.id,
+        client = %conn.client_id,
+        channel = ?conn.channel_id,
+        role = conn.role.as_str(),
+        "connected"
+    );
+    Ok(conn)
+}
+
+/// Forgets a connection (a second disconnect is harmless).
+pub async fn disconnect<S: Store>(app: &App<S>, id: &ConnectionId) -> Result<(), ApiError> {
+    let gone = app.store.remove_connection(id).await?;
+    tracing::info!(connection = %id, known = gone.is_some(), "disconnected");
+    Ok(())
+}
+
+/// The answer to a message a client sent on its socket.
+pub fn reply(message: &str) -> String {
+    let text = message.trim();
+    let is_ping = text == "ping"
+        || serde_json::from_str::<Value>(text)
+            .is_ok_and(|v| v.get("type").and_then(Value::as_str) == Some("ping"));
+    if is_ping {
+        json!({"type": "pong"}).to_string()
+    } else {
+        json!({
+            "type": "error",
+            "reason": "this socket only receives broadcasts; send {\"type\":\"ping\"} to keep it \
+                       alive, and POST /v1/e/broadcast to send",
+        })
+        .to_string()
+    }
+}
+
+/// One WebSocket API event, as Lambda delivers it.
+pub async fn handle<S: Store>(
+    app: &App<S>,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let ctx = &event.request_context;
+    let route = ctx.route_key.as_deref().unwrap_or_default();
+    let id = match ctx.connection_id.as_deref().map(ConnectionId::parse) {
+        Some(Ok(id)) => id,
+        _ => return error(ApiError::bad_request("the event has no connection id")),
+    };
+    match route {
+        "$connect" => {
+            let q = &event.query_string_parameters;
+            match connect(app, id, q.first("client_id"), q.first("token")).await {
+                Ok(_) => response(200, None),
+                Err(e) => error(e),
+            }
+        }
+        "$disconnect" => match disconnect(app, &id).await {
+            Ok(()) => response(200, None),
+            Err(e) => error(e),
+        },
+        _ => response(200, Some(reply(event.body.as_deref().unwrap_or_default()))),
+    }
+}
+
+fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = body.map(Body::Text);
+    r
+}
+
+fn error(e: ApiError) -> ApiGatewayProxyResponse {
+    response(
+        e.status().as_u16() as i64,
+        Some(json!({"reason": e.to_string()}).to_string()),
+    )
+}

@@ -1,0 +1,344 @@
+//! Both halves of API Gateway's WebSocket support, locally, at the URL shapes
+//! of a deployed stage:
+//!
+//! - the WebSocket API at `ws://HOST:PORT/ws?client_id=…&token=…`, running
+//!   the socket function's own `$connect` / `$disconnect` / `$default` code;
+//! - the Management API at `http://HOST:PORT/ws/@connections/{id}`
+//!   (POST a frame, GET the connection, DELETE it; 410 `GoneException` for an
+//!   unknown id, 429 `LimitExceededException` when the client's outbox is
+//!   full), which the broadcast code's `aws-sdk-apigatewaymanagement` client
+//!   can be pointed at (`--fanout api`). Like API Gateway's, it trusts its
+//!   callers: the dev server listens on loopback.
+//!
+//! Each socket has a bounded outbox drained by its own task, so a client that
+//! never reads fills only its own outbox; posts to it then fail fast (429)
+//! and never hold up delivery to the others.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{SinkExt, StreamExt};
+use medkit::app::SharedApp;
+use medkit::auth::now_secs;
+use medkit::ids::ConnectionId;
+use medkit::realtime::CONNECTION_TTL_SECS;
+use medkit::realtime::fanout::{PostError, PostFuture, Poster};
+use medkit::realtime::new_connection_id;
+use medkit::store::Store;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// Frames waiting for one slow client before posts to it are refused.
+const OUTBOX: usize = 64;
+/// API Gateway's largest WebSocket message.
+const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// The open sockets of this process, by connection id.
+#[derive(Default)]
+pub struct Sockets {
+    open: Mutex<HashMap<ConnectionId, Handle>>,
+}
+
+struct Handle {
+    outbox: mpsc::Sender<Message>,
+    connected_at: i64,
+    last_active_at: i64,
+    source_ip: String,
+    user_agent: String,
+}
+
+impl Sockets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Handle>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one frame for a connection: `PostToConnection`.
+    pub fn post(&self, id: &ConnectionId, frame: Message) -> Result<(), PostError> {
+        let open = self.lock();
+        let handle = open.get(id).ok_or(PostError::Gone)?;
+        handle.outbox.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => PostError::Throttled,
+            mpsc::error::TrySendError::Closed(_) => PostError::Gone,
+        })
+    }
+
+    fn touch(&self, id: &ConnectionId) {
+        if let Some(h) = self.lock().get_mut(id) {
+            h.last_active_at = now_secs();
+        }
+    }
+}
+
+/// The fan-out's poster in the dev server: straight into the sockets'
+/// outboxes, with the Management API's answers (410, 429).
+pub struct DirectPoster(pub Arc<Sockets>);
+
+impl Poster for DirectPoster {
+    fn post<'a>(&'a self, id: &'a ConnectionId, frame: &'a Bytes) -> PostFuture<'a> {
+        let result = match Utf8Bytes::try_from(frame.clone()) {
+            Ok(text) => self.0.post(id, Message::Text(text)),
+            Err(_) => self.0.post(id, Message::Binary(frame.clone())),
+        };
+        Box::pin(async move { result })
+    }
+}
+
+struct WsState<S> {
+    app: SharedApp<S>,
+    sockets: Arc<Sockets>,
+}
+
+impl<S> Clone for WsState<S> {
+    fn clone(&self) -> Self {
+        WsState {
+            app: self.app.clone(),
+            sockets: self.sockets.clone(),
+        }
+    }
+}
+
+pub fn routes<S: Store>(app: SharedApp<S>, sockets: Arc<Sockets>) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade::<S>))
+        .route(
+            "/ws/@connections/{id}",
+            post(post_to_connection::<S>)
+                .get(get_connection::<S>)
+                .delete(delete_connection::<S>),
+        )
+        .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
+        .with_state(WsState { app, sockets })
+}
+
+/// `$connect`: verify, record, then upgrade; a refusal is the handshake's status.
+async fn upgrade<S: Store>(
+    State(st): State<WsState<S>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let id = new_connection_id();
+    let client_id = query.get("client_id").map(String::as_str);
+    let token = query.get("token").map(String::as_str);
+    if let Err(e) = medkit_socket::connect(&st.app, id.clone(), client_id, token).await {
+        return e.into_response();
+    }
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (outbox, rx) = mpsc::channel(OUTBOX);
+    let now = now_secs();
+    st.sockets.lock().insert(
+        id.clone(),
+        Handle {
+            outbox,
+            connected_at: now,
+            last_active_at: now,
+            source_ip: peer.ip().to_string(),
+            user_agent,
+        },
+    );
+    let on_fail = st.clone();
+    let fail_id = id.clone();
+    ws.max_message_size(MAX_FRAME_BYTES)
+        // Small buffers: an idle connection should cost little.
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .on_failed_upgrade(move |_| {
+            tokio::spawn(async move { forget(&on_fail, &fail_id).await });
+        })
+        .on_upgrade(move |socket| run(socket, id, rx, st))
+}
+
+/// One connection's life: drain its outbox, answer its messages, close it
+/// after API Gateway's 2 hours, then `$disconnect`.
+async fn run<S: Store>(
+    socket: WebSocket,
+    id: ConnectionId,
+    mut outbox: mpsc::Receiver<Message>,
+    st: WsState<S>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let lifetime = tokio::time::sleep(Duration::from_secs(CONNECTION_TTL_SECS as u64));
+    tokio::pin!(lifetime);
+    loop {
+        tokio::select! {
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { break };
+                let closing = matches!(frame, Message::Close(_));
+                if sink.send(frame).await.is_err() || closing {
+                    break;
+                }
+            }
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    st.sockets.touch(&id);
+                    let reply = medkit_socket::reply(text.as_str());
+                    if sink.send(Message::Text(reply.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let reply = medkit_socket::reply("");
+                    if sink.send(Message::Text(reply.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => st.sockets.touch(&id),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            },
+            _ = &mut lifetime => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 1001,
+                        reason: "connection reached its 2 hour limit".into(),
+                    })))
+                    .await;
+                break;
+            }
+        }
+    }
+    forget(&st, &id).await;
+}
+
+/// `$disconnect`.
+async fn forget<S: Store>(st: &WsState<S>, id: &ConnectionId) {
+    st.sockets.lock().remove(id);
+    if let Err(e) = medkit_socket::disconnect(&st.app, id).await {
+        tracing::warn!(connection = %id, error = %e, "disconnect not recorded");
+    }
+}
+
+/// A Management API error as the AWS SDK parses it.
+fn mgmt_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        [
+            ("x-amzn-errortype", kind),
+            ("content-type", "application/json"),
+        ],
+        json!({"message": message}).to_string(),
+    )
+        .into_response()
+}
+
+fn gone() -> Response {
+    mgmt_error(StatusCode::GONE, "GoneException", "Gone")
+}
+
+fn connection_id(raw: &str) -> Option<ConnectionId> {
+    ConnectionId::parse(raw).ok()
+}
+
+async fn post_to_connection<S: Store>(
+    State(st): State<WsState<S>>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(id) = connection_id(&raw) else {
+        return gone();
+    };
+    let frame = match std::str::from_utf8(&body) {
+        Ok(_) => Message::Text(Utf8Bytes::try_from(body).expect("checked UTF-8")),
+        Err(_) => Message::Binary(body),
+    };
+    match st.sockets.post(&id, frame) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(PostError::Gone) => gone(),
+        Err(PostError::Throttled) => mgmt_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "the client's buffer is full",
+        ),
+        Err(PostError::Failed(m)) => {
+            mgmt_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &m)
+        }
+    }
+}
+
+async fn get_connection<S: Store>(
+    State(st): State<WsState<S>>,
+    Path(raw): Path<String>,
+) -> Response {
+    let open = st.sockets.lock();
+    let Some(h) = connection_id(&raw).and_then(|id| open.get(&id)) else {
+        return gone();
+    };
+    let body = json!({
+        "ConnectedAt": iso8601(h.connected_at),
+        "LastActiveAt": iso8601(h.last_active_at),
+        "Identity": {"SourceIp": h.source_ip, "UserAgent": h.user_agent},
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn delete_connection<S: Store>(
+    State(st): State<WsState<S>>,
+    Path(raw): Path<String>,
+) -> Response {
+    let Some(id) = connection_id(&raw) else {
+        return gone();
+    };
+    let outbox = st.sockets.lock().get(&id).map(|h| h.outbox.clone());
+    let Some(outbox) = outbox else {
+        return gone();
+    };
+    // The socket's task sends the close frame, then runs `$disconnect`.
+    let close = Message::Close(Some(CloseFrame {
+        code: 1000,
+        reason: "closed by the server".into(),
+    }));
+    if outbox.try_send(close).is_err() {
+        // Outbox full: drop the socket's handle; its task ends on the next frame.
+        forget(&st, &id).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+fn iso8601(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::iso8601(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}

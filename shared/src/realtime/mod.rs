@@ -1,0 +1,82 @@
+//! Real-time delivery (CONTRACT §6): viewers hold WebSocket connections (API
+//! Gateway WebSocket API, or the dev server's emulation of it); sends and
+//! notifications fan out to them through a [`fanout::Poster`].
+//!
+//! - [`envelope`]: the envelope, its 4 KB limit and compression, the frame
+//! - [`fanout`]: finding recipients and posting to them, jobs for extension-wide sends
+//! - [`management`]: the `Poster` over the API Gateway Management API
+
+pub mod envelope;
+pub mod fanout;
+pub mod management;
+
+use crate::aggregate::stable_hash;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
+
+/// API Gateway closes a WebSocket after 2 hours; the record lives as long.
+pub const CONNECTION_TTL_SECS: i64 = 2 * 3600;
+/// Extension-wide sends are split into this many parts, each a job that a
+/// separate invocation delivers (see [`fanout`]).
+pub const EXTENSION_SHARDS: u32 = 16;
+
+/// One open connection, as `$connect` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub client_id: ClientId,
+    pub channel_id: Option<ChannelId>,
+    pub opaque_user_id: Option<ViewerId>,
+    pub user_id: Option<UserId>,
+    pub role: Role,
+    pub connected_at: i64,
+    pub expires_at: i64,
+}
+
+impl Connection {
+    /// The record for a verified caller connecting now.
+    pub fn for_caller(id: ConnectionId, caller: &Caller, now: i64) -> Result<Self, ApiError> {
+        let opaque_user_id =
+            match &caller.opaque_user_id {
+                Some(o) => Some(ViewerId::parse(o.as_str()).map_err(|_| {
+                    ApiError::unauthorized("the token's opaque user id is malformed")
+                })?),
+                None => None,
+            };
+        Ok(Connection {
+            id,
+            client_id: caller.client_id.clone(),
+            channel_id: caller.channel_id.clone(),
+            opaque_user_id,
+            user_id: caller.user_id.clone(),
+            role: caller.role,
+            connected_at: now,
+            // Never past the token's own expiry plus the API Gateway maximum.
+            expires_at: now + CONNECTION_TTL_SECS,
+        })
+    }
+
+    /// Which extension-wide part this connection belongs to.
+    pub fn shard(&self) -> u32 {
+        shard_of(&self.id)
+    }
+
+    /// Whether a whisper to `viewer` reaches this connection: by opaque id,
+    /// or by Twitch user id when the viewer shares it.
+    pub fn is_viewer(&self, viewer: &ViewerId) -> bool {
+        self.opaque_user_id.as_ref() == Some(viewer)
+            || self.user_id.as_ref().map(|u| u.as_str()) == Some(viewer.as_str())
+    }
+}
+
+pub fn shard_of(id: &ConnectionId) -> u32 {
+    stable_hash(id.as_str()) % EXTENSION_SHARDS
+}
+
+/// A fresh connection id in API Gateway's style (16 URL-safe characters).
+pub fn new_connection_id() -> ConnectionId {
+    use base64::Engine;
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<12>());
+    ConnectionId::parse(id).expect("base64 is a valid id")
+}

@@ -1,0 +1,364 @@
+//! WebSocket connections, send-rate windows and fan-out jobs on DynamoDB
+//! (the connections table).
+//!
+//! A connection is one item keyed by its id (`$disconnect` knows nothing
+//! else), so connect is one PutItem and disconnect one DeleteItem. Fan-out
+//! finds connections through four sparse global secondary indexes whose
+//! keys start with the client id:
+//!
+//! | index        | key                    | projection          | used by |
+//! |--------------|------------------------|---------------------|---------|
+//! | `by_channel` | `gc` = client\|channel | keys + `expires_at` | channel broadcasts, state/vote events |
+//! | `by_shard`   | `gx` = client\|0..15   | keys + `expires_at` | extension-wide jobs |
+//! | `by_opaque`  | `go` = client\|opaque  | all                 | whispers |
+//! | `by_user`    | `gu` = client\|user id | all                 | whispers by Twitch id |
+//!
+//! Attributes: `cl` client, `ch` channel, `ou` opaque id, `uid` user id, `ro`
+//! role, `ca` connected at. A rate window is `<client>|rate|<scope>` /
+//! `<window start>` with a counter `n`: one conditional `ADD`. A job is
+//! `<client>|job|<id>` / `<part>` with the frame `fr`; the table's stream
+//! (filtered on `fr`) hands each job to its own fan-out worker invocation.
+
+use aws_sdk_dynamodb::types::{
+    BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, PutRequest,
+    ReturnValue, TimeToLiveSpecification, WriteRequest,
+};
+
+use super::{
+    DynamoStore, Item, attr_def, condition_failed, is_live, key, key_schema, n, num, s, sdk_err,
+    text,
+};
+use crate::auth::{Role, now_secs};
+use crate::error::StoreError;
+use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
+use crate::realtime::Connection;
+use crate::realtime::envelope::{RATE_WINDOW_SECS, SENDS_PER_WINDOW};
+use crate::realtime::fanout::{Job, JobPart};
+use crate::store::{ConnectionStore, SINGLE};
+
+pub const BY_CHANNEL: &str = "by_channel";
+pub const BY_SHARD: &str = "by_shard";
+pub const BY_OPAQUE: &str = "by_opaque";
+pub const BY_USER: &str = "by_user";
+/// Jobs are delivered within seconds; the item is kept an hour for retries.
+const JOB_TTL_SECS: i64 = 3600;
+
+fn conn_pk(id: &ConnectionId) -> String {
+    format!("conn|{id}")
+}
+
+fn joined(client: &ClientId, rest: &str) -> String {
+    format!("{client}|{rest}")
+}
+
+fn conn_item(c: &Connection) -> Item {
+    let mut item = key(&conn_pk(&c.id), SINGLE);
+    let client = &c.client_id;
+    item.insert("cl".into(), s(client.as_str()));
+    item.insert("ro".into(), s(c.role.as_str()));
+    item.insert("ca".into(), n(c.connected_at));
+    item.insert("expires_at".into(), n(c.expires_at));
+    item.insert("gx".into(), s(joined(client, &c.shard().to_string())));
+    if let Some(ch) = &c.channel_id {
+        item.insert("ch".into(), s(ch.as_str()));
+        item.insert("gc".into(), s(joined(client, ch.as_str())));
+    }
+    if let Some(o) = &c.opaque_user_id {
+        item.insert("ou".into(), s(o.as_str()));
+        item.insert("go".into(), s(joined(client, o.as_str())));
+    }
+    if let Some(u) = &c.user_id {
+        item.insert("uid".into(), s(u.as_str()));
+        item.insert("gu".into(), s(joined(client, u.as_str())));
+    }
+    item
+}
+
+fn item_conn(item: &Item) -> Option<Connection> {
+    let id = text(item, "pk")?.strip_prefix("conn|")?;
+    let opt = |name| text(item, name);
+    Some(Connection {
+        id: ConnectionId::parse(id).ok()?,
+        client_id: ClientId::parse(opt("cl")?).ok()?,
+        channel_id: opt("ch").and_then(|c| ChannelId::parse(c).ok()),
+        opaque_user_id: opt("ou").and_then(|o| ViewerId::parse(o).ok()),
+        user_id: opt("uid").and_then(|u| UserId::parse(u).ok()),
+        role: Role::parse(opt("ro")?)?,
+        connected_at: num(item, "ca")?,
+        expires_at: num(item, "expires_at")?,
+    })
+}
+
+fn item_conn_id(item: &Item) -> Option<ConnectionId> {
+    ConnectionId::parse(text(item, "pk")?.strip_prefix("conn|")?).ok()
+}
+
+impl DynamoStore {
+    /// Every live item of `index` under `value`, all pages.
+    async fn query_index(
+        &self,
+        index: &str,
+        attr: &str,
+        value: String,
+    ) -> Result<Vec<Item>, StoreError> {
+        let now = now_secs();
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .index_name(index)
+                .key_condition_expression("#k = :v")
+                .expression_attribute_names("#k", attr)
+                .expression_attribute_values(":v", s(value.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            out.extend(
+                page.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| is_live(i, now)),
+            );
+            match page.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Creates the connections table with its indexes and TTL (dev server
+    /// and tests; in AWS the SAM template owns it).
+    pub(super) async fn ensure_connections_table(&self) -> Result<(), StoreError> {
+        let gsi = |name: &str, attr: &str, all: bool| {
+            let projection = if all {
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build()
+            } else {
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("expires_at")
+                    .build()
+            };
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key_schema(attr, KeyType::Hash))
+                .key_schema(key_schema("pk", KeyType::Range))
+                .projection(projection)
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))
+        };
+        let table = &self.tables.connections;
+        let mut create = self
+            .client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key_schema("pk", KeyType::Hash))
+            .key_schema(key_schema("sk", KeyType::Range));
+        for attr in ["pk", "sk", "gc", "gx", "go", "gu"] {
+            create = create.attribute_definitions(attr_def(attr));
+        }
+        for (name, attr, all) in [
+            (BY_CHANNEL, "gc", false),
+            (BY_SHARD, "gx", false),
+            (BY_OPAQUE, "go", true),
+            (BY_USER, "gu", true),
+        ] {
+            create = create.global_secondary_indexes(gsi(name, attr, all)?);
+        }
+        match create.send().await {
+            Ok(_) => {
+                let ttl = TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                self.client
+                    .update_time_to_live()
+                    .table_name(table)
+                    .time_to_live_specification(ttl)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                Ok(())
+            }
+            Err(e)
+                if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e)
+                    == Some("ResourceInUseException") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+}
+
+impl ConnectionStore for DynamoStore {
+    async fn add_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.put_item(&self.tables.connections, conn_item(c)).await
+    }
+
+    async fn remove_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .set_key(Some(key(&conn_pk(id), SINGLE)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.attributes.as_ref().and_then(item_conn))
+    }
+
+    async fn channel_connections(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let items = self
+            .query_index(BY_CHANNEL, "gc", joined(client, channel.as_str()))
+            .await?;
+        Ok(items.iter().filter_map(item_conn_id).collect())
+    }
+
+    async fn viewer_connections(
+        &self,
+        client: &ClientId,
+        viewer: &ViewerId,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let value = joined(client, viewer.as_str());
+        let (by_opaque, by_user) = tokio::try_join!(
+            self.query_index(BY_OPAQUE, "go", value.clone()),
+            self.query_index(BY_USER, "gu", value),
+        )?;
+        let mut conns: Vec<Connection> = by_opaque.iter().filter_map(item_conn).collect();
+        for c in by_user.iter().filter_map(item_conn) {
+            if !conns.iter().any(|k| k.id == c.id) {
+                conns.push(c);
+            }
+        }
+        Ok(conns)
+    }
+
+    async fn shard_connections(
+        &self,
+        client: &ClientId,
+        shard: u32,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let items = self
+            .query_index(BY_SHARD, "gx", joined(client, &shard.to_string()))
+            .await?;
+        Ok(items.iter().filter_map(item_conn_id).collect())
+    }
+
+    async fn count_send(
+        &self,
+        client: &ClientId,
+        scope: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let window = now - now.rem_euclid(RATE_WINDOW_SECS);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .set_key(Some(key(
+                &joined(client, &format!("rate|{scope}")),
+                &window.to_string(),
+            )))
+            .update_expression("ADD n :one SET expires_at = :exp")
+            .condition_expression("attribute_not_exists(n) OR n < :max")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(SENDS_PER_WINDOW as i64))
+            .expression_attribute_values(":exp", n(window + RATE_WINDOW_SECS + 60))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    async fn queue_jobs(&self, jobs: &[Job]) -> Result<bool, StoreError> {
+        if !self.fanout_queue || jobs.is_empty() {
+            return Ok(false);
+        }
+        let id = crate::random::token_id(16);
+        let exp = now_secs() + JOB_TTL_SECS;
+        let requests = jobs
+            .iter()
+            .map(|job| {
+                let part = match &job.part {
+                    JobPart::Channel(ch) => format!("c:{ch}"),
+                    JobPart::Shard(n) => format!("s:{n}"),
+                };
+                let mut item = key(&joined(&job.client_id, &format!("job|{id}")), &part);
+                item.insert("cl".into(), s(job.client_id.as_str()));
+                item.insert("fr".into(), s(job.frame.clone()));
+                item.insert("expires_at".into(), n(exp));
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(&self.tables.connections, requests).await?;
+        Ok(true)
+    }
+}
+
+/// A job as the fan-out worker reads it back from a stream record's new
+/// image (`cl`, `sk` = part, `fr`).
+pub fn job_from_image(client: &str, part: &str, frame: &str) -> Option<Job> {
+    let part = match part.split_once(':')? {
+        ("c", ch) => JobPart::Channel(ChannelId::parse(ch).ok()?),
+        ("s", n) => JobPart::Shard(n.parse().ok()?),
+        _ => return None,
+    };
+    Some(Job {
+        client_id: ClientId::parse(client).ok()?,
+        part,
+        frame: frame.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_survives_its_item_form() {
+        let c = Connection {
+            id: ConnectionId::parse("AbC12=").unwrap(),
+            client_id: ClientId::parse("cid").unwrap(),
+            channel_id: Some(ChannelId::parse("42").unwrap()),
+            opaque_user_id: Some(ViewerId::parse("U9").unwrap()),
+            user_id: Some(UserId::parse("777").unwrap()),
+            role: Role::Viewer,
+            connected_at: 10,
+            expires_at: 7210,
+        };
+        let item = conn_item(&c);
+        assert_eq!(item_conn(&item), Some(c.clone()));
+        assert_eq!(item_conn_id(&item), Some(c.id));
+        assert_eq!(text(&item, "gc"), Some("cid|42"));
+    }
+
+    #[test]
+    fn jobs_parse_from_stream_images() {
+        let j = job_from_image("cid", "s:7", "{}").unwrap();
+        assert_eq!(j.part, JobPart::Shard(7));
+        let j = job_from_image("cid", "c:42", "{}").unwrap();
+        assert_eq!(j.part, JobPart::Channel(ChannelId::parse("42").unwrap()));
+        assert!(job_from_image("cid", "x:1", "{}").is_none());
+        assert!(job_from_image("", "s:1", "{}").is_none());
+    }
+}
