@@ -335,6 +335,97 @@ fn iso8601(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use medkit::auth::Role;
+    use medkit::ids::{ChannelId, ClientId};
+    use medkit::realtime::Connection;
+    use medkit::realtime::fanout::{Fanout, Recipients};
+    use medkit::store::ConnectionStore;
+    use medkit::store::embedded::EmbeddedStore;
+
+    fn open(sockets: &Sockets, id: &ConnectionId) -> mpsc::Receiver<Message> {
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        let handle = Handle {
+            outbox,
+            connected_at: 0,
+            last_active_at: 0,
+            source_ip: "127.0.0.1".into(),
+            user_agent: String::new(),
+        };
+        sockets.lock().insert(id.clone(), handle);
+        rx
+    }
+
+    /// A socket whose client never reads stops draining its outbox (its
+    /// task is stuck on a full TCP send buffer); here the outbox's receiver
+    /// is simply never read. Posts to it must fail fast (throttled) while
+    /// every frame still reaches the reader beside it.
+    #[tokio::test]
+    async fn a_client_that_never_reads_does_not_stall_the_others() {
+        let store = EmbeddedStore::in_memory();
+        let sockets = Arc::new(Sockets::default());
+        let client = ClientId::parse("cid").unwrap();
+        let channel = ChannelId::parse("123").unwrap();
+        let (stuck, reader) = (new_connection_id(), new_connection_id());
+        for id in [&stuck, &reader] {
+            let c = Connection {
+                id: id.clone(),
+                client_id: client.clone(),
+                channel_id: Some(channel.clone()),
+                opaque_user_id: None,
+                user_id: None,
+                role: Role::Viewer,
+                connected_at: now_secs(),
+                expires_at: now_secs() + CONNECTION_TTL_SECS,
+            };
+            store.add_connection(&c).await.unwrap();
+        }
+        let _never_read = open(&sockets, &stuck);
+        let mut rx = open(&sockets, &reader);
+        let sends = OUTBOX + 5;
+        let received = tokio::spawn(async move {
+            let mut n = 0;
+            while n < sends {
+                match rx.recv().await {
+                    Some(Message::Text(t)) => {
+                        assert_eq!(t.as_str(), format!("frame {n}"));
+                        n += 1;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            n
+        });
+        let poster = DirectPoster(sockets.clone());
+        let fanout = Fanout {
+            store: &store,
+            poster: &poster,
+        };
+        let to = Recipients::Channel(channel);
+        let mut stuck_failures = 0;
+        // Bounded: a stalled fan-out fails the test instead of hanging it.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            for i in 0..sends {
+                let frame = format!("frame {i}");
+                let report = fanout.deliver(&client, &to, &frame).await.unwrap();
+                assert_eq!(report.sent + report.failed, 2, "{report:?}");
+                assert!(report.sent >= 1, "the reader got frame {i}: {report:?}");
+                stuck_failures += report.failed;
+            }
+        })
+        .await
+        .expect("fan-out stalled behind a client that never reads");
+        let got = tokio::time::timeout(Duration::from_secs(10), received)
+            .await
+            .expect("reader starved")
+            .unwrap();
+        assert_eq!(got, sends);
+        // The stuck outbox took OUTBOX frames; every later post to it failed.
+        assert_eq!(stuck_failures, sends - OUTBOX);
+        // Still connected: a full outbox is throttling, not a vanished client.
+        assert!(sockets.lock().contains_key(&stuck));
+    }
+
     #[test]
     fn iso8601_dates() {
         assert_eq!(super::iso8601(0), "1970-01-01T00:00:00Z");
