@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests
-# need (DynamoDB Local from Maven Central, cfn-lint from PyPI), runs every
-# crate's tests with the DynamoDB contract tests required, lints the SAM
-# template, and stops what it started.
+# need (DynamoDB Local from Maven Central, cfn-lint from PyPI, the JavaScript
+# client's npm packages), runs every crate's tests with the DynamoDB contract
+# tests required, the JavaScript client's Node tests against `medkit serve`,
+# lints the SAM template, and stops what it started.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -20,6 +21,10 @@ export MEDKIT_TEST_DYNAMODB_ENDPOINT="$endpoint"
 export MEDKIT_REQUIRE_DYNAMODB=1
 export AWS_EC2_METADATA_DISABLED=true
 cargo test --workspace --all-targets
+
+echo "== JavaScript client (official @muxy/extensions-js against medkit serve)"
+cargo build -p medkit-dev --bin medkit
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 echo "== cfn-lint"
 bin=$(bash infra/scripts/tools.sh cfn-lint)
