@@ -195,7 +195,8 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// Logs one line per request: method, route, status, latency. Never headers,
+/// Logs one line per request: Lambda request id, method, route, status,
+/// latency, cold start. Never headers,
 /// bodies or query strings (tokens and user data stay out of logs). A plain
 /// tower layer rather than `middleware::from_fn`, which clones the inner
 /// service on every call: when info logs are off it costs nothing.
@@ -230,10 +231,17 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        let cold_start = crate::logging::cold_start();
         if !tracing::enabled!(tracing::Level::INFO) {
             return Box::pin(self.inner.call(req));
         }
         let started = Instant::now();
+        // The Lambda invocation's id (absent on the dev server).
+        let request_id = req
+            .extensions()
+            .get::<lambda_http::Context>()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default();
         let method = req.method().clone();
         let route = req
             .extensions()
@@ -246,9 +254,9 @@ where
             let status = res.status().as_u16();
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             if status >= 500 {
-                tracing::warn!(%method, %route, status, latency_ms, "request");
+                tracing::warn!(request_id, %method, %route, status, latency_ms, cold_start, "request");
             } else {
-                tracing::info!(%method, %route, status, latency_ms, "request");
+                tracing::info!(request_id, %method, %route, status, latency_ms, cold_start, "request");
             }
             Ok(res)
         })

@@ -26,5 +26,6 @@ pub mod notify;
 pub mod random;
 pub mod realtime;
 pub mod registry;
+pub mod runtime_stub;
 pub mod store;
 pub mod testing;

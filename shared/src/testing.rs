@@ -247,18 +247,27 @@ pub fn sample_app_with_poster<S>(
     })
 }
 
+/// The Lambda context `invoke` hands the router: request id `test-request-id`.
+pub fn invocation_context() -> lambda_http::lambda_runtime::Context {
+    let mut ctx = lambda_http::lambda_runtime::Context::default();
+    ctx.request_id = "test-request-id".into();
+    ctx
+}
+
 /// Runs one API Gateway event (JSON text) through `lambda_http`'s adapter —
 /// what `lambda_http::run` does with each invocation — and returns the status
 /// and the parsed JSON body of the API Gateway response.
 pub async fn invoke(router: &Router, event_json: &str) -> (u16, Value) {
-    use lambda_http::lambda_runtime::{Context, LambdaEvent};
+    use lambda_http::lambda_runtime::LambdaEvent;
     use lambda_http::request::LambdaRequest;
     let request: LambdaRequest = serde_json::from_str(event_json).expect("an API Gateway event");
     let mut adapter = lambda_http::Adapter::from(router.clone());
-    let response =
-        tower::Service::call(&mut adapter, LambdaEvent::new(request, Context::default()))
-            .await
-            .expect("router is infallible");
+    let response = tower::Service::call(
+        &mut adapter,
+        LambdaEvent::new(request, invocation_context()),
+    )
+    .await
+    .expect("router is infallible");
     let out = serde_json::to_value(&response).unwrap();
     let status = out["statusCode"].as_u64().unwrap() as u16;
     assert_eq!(

@@ -20,7 +20,16 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<StreamEvent>| async move {
-            Ok::<BatchResponse, Error>(worker::handle(app, event.payload).await)
+            let started = std::time::Instant::now();
+            let response = worker::handle(app, event.payload).await;
+            // 200 when every job was delivered, 207 when some are handed back for retry.
+            let status = if response.batch_item_failures.is_empty() {
+                200
+            } else {
+                207
+            };
+            medkit::logging::invocation(&event.context.request_id, "fanout", status, started);
+            Ok::<BatchResponse, Error>(response)
         },
     ))
     .await

@@ -15,7 +15,13 @@ async fn main() -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<ApiGatewayProxyResponse, Error>(medkit_socket::handle(app, event.payload).await)
+            let started = std::time::Instant::now();
+            let route = event.payload.request_context.route_key.clone();
+            let response = medkit_socket::handle(app, event.payload).await;
+            let status = u16::try_from(response.status_code).unwrap_or(500);
+            let route = route.as_deref().unwrap_or("unknown");
+            medkit::logging::invocation(&event.context.request_id, route, status, started);
+            Ok::<ApiGatewayProxyResponse, Error>(response)
         },
     ))
     .await
