@@ -10,6 +10,7 @@ for tool in "$@"; do
   case "$tool" in
     cfn-lint) [ -x "$venv/bin/cfn-lint" ] || "$venv/bin/pip" install -q cfn-lint >&2 ;;
     cargo-lambda) [ -x "$venv/bin/cargo-lambda" ] || "$venv/bin/pip" install -q cargo-lambda ziglang >&2 ;;
+    sam) [ -x "$venv/bin/sam" ] || "$venv/bin/pip" install -q aws-sam-cli >&2 ;;
     *) echo "unknown tool $tool" >&2; exit 2 ;;
   esac
 done

@@ -50,6 +50,9 @@ struct Inner {
     init_error: Mutex<Option<Bytes>>,
     answered: Notify,
     next_id: Mutex<u64>,
+    /// When the function asked for its next event (the first one after a
+    /// start marks the end of its init).
+    polls: Mutex<Vec<Instant>>,
 }
 
 /// A running stub; dropped with its runtime's tasks.
@@ -116,6 +119,12 @@ impl RuntimeStub {
         }
     }
 
+    /// The first time the function asked for an event after `since`.
+    pub fn first_poll_after(&self, since: Instant) -> Option<Instant> {
+        let polls = self.inner.polls.lock().unwrap();
+        polls.iter().copied().find(|t| *t >= since)
+    }
+
     /// What the function reported through `init/error`, if anything.
     pub fn init_error(&self) -> Option<serde_json::Value> {
         self.inner
@@ -166,6 +175,7 @@ pub fn medkit_env() -> Vec<(&'static str, &'static str)> {
 }
 
 async fn next(State(inner): State<Arc<Inner>>) -> Response {
+    inner.polls.lock().unwrap().push(Instant::now());
     loop {
         let queued = inner.queued.notified();
         if let Some((id, event)) = inner.queue.lock().unwrap().pop_front() {
