@@ -26,7 +26,9 @@ echo "== JavaScript client (official @muxy/extensions-js against medkit serve)"
 cargo build -p medkit-dev --bin medkit
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
-echo "== cfn-lint"
-bin=$(bash infra/scripts/tools.sh cfn-lint)
+echo "== template: cfn-lint, sam validate --lint, routes and binaries"
+bin=$(bash infra/scripts/tools.sh cfn-lint sam)
 "$bin/cfn-lint" template.yaml
 echo "cfn-lint: template.yaml ok"
+SAM_CLI_TELEMETRY=0 "$bin/sam" validate --lint --region us-east-1 --template template.yaml
+"$bin/python" infra/scripts/check-template.py

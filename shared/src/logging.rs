@@ -42,6 +42,9 @@ where
         .with_writer(writer)
         .json()
         .flatten_event(true)
+        // The request id is a field of our own line; the runtime's span list
+        // would repeat it on every line.
+        .with_span_list(false)
         .with_env_filter(filter())
         .with_current_span(false)
         .with_ansi(false)

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Checks template.yaml against the code (run with a Python that has PyYAML,
+e.g. the .tools venv; infra/scripts/test.sh does):
+
+- every `/v1/e/...` route a function's router serves has an HttpApi event on
+  that function, and every HttpApi event path is served by it;
+- every function's BuildProperties.Binary is a [[bin]] of its CodeUri crate;
+- every function runs provided.al2023 on arm64 with the cargo-lambda build;
+- every table is PAY_PER_REQUEST with TTL on `expires_at`;
+- the WebSocket API has $connect, $disconnect and $default routes.
+Prints what it checked; exits 1 on the first list of problems."""
+import pathlib
+import re
+import sys
+
+import yaml
+
+root = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Loader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+Loader.add_multi_constructor("!", _tag)
+
+template = yaml.load((root / "template.yaml").read_text(), Loader=Loader)
+resources = template["Resources"]
+globals_fn = template.get("Globals", {}).get("Function", {})
+problems = []
+
+
+def served_routes(crate: pathlib.Path):
+    routes = set()
+    for src in (crate / "src").rglob("*.rs"):
+        routes |= set(re.findall(r'"(/v1/e/[a-z_/]+)"', src.read_text()))
+    return routes
+
+
+def bins(crate: pathlib.Path):
+    cargo = (crate / "Cargo.toml").read_text()
+    return set(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', cargo))
+
+
+functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+routes_by_crate = {}
+for name, fn in functions.items():
+    props = fn["Properties"]
+    crate = root / props["CodeUri"]
+    binary = fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+    if fn.get("Metadata", {}).get("BuildMethod") != "rust-cargolambda":
+        problems.append(f"{name}: BuildMethod is not rust-cargolambda")
+    if binary not in bins(crate):
+        problems.append(f"{name}: Binary {binary!r} is not a [[bin]] of {props['CodeUri']}")
+    for key, want in (("Runtime", "provided.al2023"), ("Architectures", ["arm64"])):
+        if props.get(key, globals_fn.get(key)) != want:
+            problems.append(f"{name}: {key} is not {want}")
+    events = props.get("Events", {})
+    paths = {e["Properties"]["Path"] for e in events.values() if e["Type"] == "HttpApi"}
+    if paths:
+        routes_by_crate.setdefault(props["CodeUri"], set()).update(paths)
+
+for code_uri, paths in routes_by_crate.items():
+    served = served_routes(root / code_uri)
+    for missing in sorted(served - paths):
+        problems.append(f"{code_uri} serves {missing} but template.yaml routes no event to it")
+    for extra in sorted(paths - served):
+        problems.append(f"template.yaml routes {extra} to {code_uri}, which does not serve it")
+
+for name, res in resources.items():
+    if res["Type"] != "AWS::DynamoDB::Table":
+        continue
+    props = res["Properties"]
+    if props.get("BillingMode") != "PAY_PER_REQUEST":
+        problems.append(f"{name}: not PAY_PER_REQUEST")
+    ttl = props.get("TimeToLiveSpecification", {})
+    if ttl.get("AttributeName") != "expires_at" or ttl.get("Enabled") is not True:
+        problems.append(f"{name}: no TTL on expires_at")
+
+ws_routes = {r["Properties"]["RouteKey"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+for key in ("$connect", "$disconnect", "$default"):
+    if key not in ws_routes:
+        problems.append(f"the WebSocket API has no {key} route")
+
+if problems:
+    print("template.yaml does not match the code:", *problems, sep="\n  ")
+    sys.exit(1)
+n_routes = sum(len(p) for p in routes_by_crate.values())
+print(f"template.yaml matches the code: {len(functions)} functions, {n_routes} HTTP routes, "
+      f"{len(ws_routes)} WebSocket routes, tables on demand with TTL")
