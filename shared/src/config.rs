@@ -67,6 +67,15 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
 }
 
+/// Fails naming `var` when it is unset or blank: for a function that cannot
+/// work without an otherwise optional variable (the WebSocket endpoint).
+pub fn require_set(var: &'static str) -> Result<(), ConfigError> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(()),
+        _ => Err(ConfigError::Missing(var)),
+    }
+}
+
 /// What a Lambda function needs, read once at init.
 #[derive(Debug)]
 pub struct LambdaConfig {

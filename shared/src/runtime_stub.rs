@@ -270,3 +270,78 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// An HTTP API (payload 2.0) request with no `Authorization` header: every
+/// HTTP function answers it without touching a table (401 on a known route,
+/// 404 elsewhere).
+pub fn unauthenticated_http_event(path: &str) -> String {
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path,
+        "rawQueryString": "", "headers": {"content-type": "application/json"},
+        "requestContext": {"accountId": "1", "apiId": "local", "domainName": "local",
+            "domainPrefix": "local", "http": {"method": "GET", "path": path,
+            "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "medkit-test"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0},
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+/// Test: the bootstrap exits at init, non-zero, with output naming `var`,
+/// when `var` is missing (`value` None) or set to `value`; never a panic.
+pub fn assert_init_fails_naming(
+    stub: &RuntimeStub,
+    bootstrap: &std::path::Path,
+    var: &str,
+    value: Option<&str>,
+) {
+    let mut cmd = stub.command(bootstrap);
+    cmd.envs(medkit_env().into_iter().filter(|(k, _)| *k != var));
+    if let Some(v) = value {
+        cmd.env(var, v);
+    }
+    let (code, out) = run_to_exit(cmd, Duration::from_secs(20));
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "{var}: exit {code:?}: {out}"
+    );
+    assert!(out.contains(var), "{var} is not named: {out}");
+    assert!(
+        !out.contains("panicked"),
+        "{var}: a panic, not an init error: {out}"
+    );
+}
+
+/// Test: each malformed event becomes an invocation error (with
+/// `errorType` and `errorMessage`) and the valid event after them is still
+/// answered; returns that answer.
+pub async fn assert_survives_malformed(
+    stub: &RuntimeStub,
+    bootstrap: &std::path::Path,
+    malformed: &[&str],
+    valid: String,
+) -> Outcome {
+    let mut cmd = stub.command(bootstrap);
+    cmd.envs(medkit_env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _function = Running(cmd.spawn().expect("spawn the bootstrap"));
+    let bad: Vec<String> = malformed.iter().map(|m| stub.push(m.to_string())).collect();
+    let good = stub.push(valid);
+    let wait = Duration::from_secs(20);
+    for id in &bad {
+        match stub.outcome(id, wait).await {
+            Some(o @ Outcome::Error { .. }) => {
+                let body = o.body_json();
+                assert!(body["errorType"].is_string(), "{body}");
+                assert!(body["errorMessage"].is_string(), "{body}");
+            }
+            other => panic!("{id}: expected an invocation error, got {other:?}"),
+        }
+    }
+    match stub.outcome(&good, wait).await {
+        Some(o @ Outcome::Response { .. }) => o,
+        other => panic!("the function stopped serving: {other:?}"),
+    }
+}

@@ -3,16 +3,12 @@
 //! stage's Management API) and fails at init naming it when absent.
 #![recursion_limit = "256"]
 
-use medkit::config::{ConfigError, ENV_WS_ENDPOINT};
+use medkit::config::{ENV_WS_ENDPOINT, require_set};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     medkit::logging::init_json();
-    if std::env::var(ENV_WS_ENDPOINT).map_or(true, |v| v.trim().is_empty()) {
-        let e = ConfigError::Missing(ENV_WS_ENDPOINT);
-        tracing::error!(error = %e, "init failed");
-        return Err(e.into());
-    }
+    require_set(ENV_WS_ENDPOINT).inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
     let app = medkit::app::from_env()
         .await
         .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;

@@ -20,20 +20,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn http_event() -> String {
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/e/channel_state",
-        "rawQueryString": "", "headers": {"content-type": "application/json"},
-        "requestContext": {"accountId": "1", "apiId": "local", "domainName": "local",
-            "domainPrefix": "local", "http": {"method": "GET", "path": "/v1/e/channel_state",
-            "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "coldstart"},
-            "requestId": "r", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0},
-        "isBase64Encoded": false
-    })
-    .to_string()
-}
-
 fn ping_event() -> String {
     json!({
         "requestContext": {"routeKey": "$default", "eventType": "MESSAGE", "connectionId": "Zm9vYmFyMTIzNA",
@@ -106,7 +92,7 @@ async fn main() {
         .parent()
         .expect("target dir")
         .to_path_buf();
-    let http = http_event();
+    let http = unauthenticated_http_event("/v1/e/channel_state");
     let functions: [(&str, String); 8] = [
         ("hello-lambda", "{}".into()),
         ("medkit-stores", http.clone()),

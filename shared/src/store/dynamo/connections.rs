@@ -21,7 +21,7 @@
 
 use aws_sdk_dynamodb::types::{
     BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, PutRequest,
-    ReturnValue, TimeToLiveSpecification, WriteRequest,
+    ReturnValue, WriteRequest,
 };
 
 use super::{
@@ -171,30 +171,8 @@ impl DynamoStore {
         ] {
             create = create.global_secondary_indexes(gsi(name, attr, all)?);
         }
-        match create.send().await {
-            Ok(_) => {
-                let ttl = TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name("expires_at")
-                    .build()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?;
-                self.client
-                    .update_time_to_live()
-                    .table_name(table)
-                    .time_to_live_specification(ttl)
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                Ok(())
-            }
-            Err(e)
-                if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e)
-                    == Some("ResourceInUseException") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_err(e)),
-        }
+        let created = create.send().await;
+        self.finish_create(table, created).await
     }
 }
 

@@ -206,26 +206,46 @@ impl DynamoStore {
                 .key_schema(key_schema("sk", KeyType::Range))
                 .send()
                 .await;
-            match created {
-                Ok(_) => {
-                    let ttl = TimeToLiveSpecification::builder()
-                        .enabled(true)
-                        .attribute_name("expires_at")
-                        .build()
-                        .map_err(|e| StoreError::Internal(e.to_string()))?;
-                    self.client
-                        .update_time_to_live()
-                        .table_name(name.as_str())
-                        .time_to_live_specification(ttl)
-                        .send()
-                        .await
-                        .map_err(sdk_err)?;
-                }
-                Err(e) if e.code() == Some("ResourceInUseException") => {}
-                Err(e) => return Err(sdk_err(e)),
-            }
+            self.finish_create(name.as_str(), created).await?;
         }
         self.ensure_connections_table().await
+    }
+
+    /// After a CreateTable: TTL on `expires_at` for a new table; a table
+    /// that already exists is fine.
+    async fn finish_create<O, R>(
+        &self,
+        table: &str,
+        created: Result<
+            O,
+            aws_sdk_dynamodb::error::SdkError<
+                aws_sdk_dynamodb::operation::create_table::CreateTableError,
+                R,
+            >,
+        >,
+    ) -> Result<(), StoreError>
+    where
+        R: std::fmt::Debug,
+    {
+        match created {
+            Ok(_) => {
+                let ttl = TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                self.client
+                    .update_time_to_live()
+                    .table_name(table)
+                    .time_to_live_specification(ttl)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                Ok(())
+            }
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(sdk_err(e)),
+        }
     }
 
     /// One live item (consistent read).
