@@ -61,17 +61,7 @@ pub fn registry() -> Registry {
 
 /// An app over `store` with the test extension and an observable event hub.
 pub fn app<S>(store: S, env: Env) -> (SharedApp<S>, LocalHub) {
-    let hub = LocalHub::new();
-    let app = Arc::new(App {
-        env,
-        registry: registry(),
-        store,
-        notifier: Arc::new(hub.clone()),
-        poster: Arc::new(crate::realtime::fanout::NoPoster),
-        expiry: Expiry::default(),
-        tokens: Default::default(),
-    });
-    (app, hub)
+    app_with_poster(store, env, Arc::new(crate::realtime::fanout::NoPoster))
 }
 
 /// A token of the test extension; `user` shares identity when given.

@@ -431,6 +431,9 @@ async fn accumulate_collects_newest_first() {
         Some(r#"{"idea":"a"}"#),
     )
     .await;
+    // Entries are ordered by the millisecond they were observed; two in the
+    // same millisecond have no defined order.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     let anon = bearer(&token(Role::Viewer, "100", None));
     ok(
         &r,

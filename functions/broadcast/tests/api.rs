@@ -76,6 +76,11 @@ fn who(got: &[(String, String, Value)]) -> Vec<&str> {
     got.iter().map(|g| g.0.as_str()).collect()
 }
 
+/// POSTs `body` to `path` as `auth` and expects 200.
+async fn post(f: &Fixture, path: &str, auth: &str, body: &str) {
+    ok(&f.router, Method::POST, path, auth, Some(body)).await;
+}
+
 fn caster() -> String {
     bearer(&token(Role::Broadcaster, "10", Some("10")))
 }
@@ -100,14 +105,7 @@ async fn a_channel_broadcast_reaches_that_channel_only() {
     // Admin and backend name the channel (`user_id` is MEDKit's name for it).
     let admin = bearer(&token(Role::Admin, "10", None));
     let body = json!({"target": "broadcast", "event": "e", "user_id": "20"}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/broadcast",
-        &admin,
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/broadcast", &admin, &body).await;
     assert_eq!(who(&received(&f.poster)), ["A2", "C"]);
 }
 
@@ -115,28 +113,14 @@ async fn a_channel_broadcast_reaches_that_channel_only() {
 async fn whispers_reach_one_viewer_by_opaque_or_twitch_id() {
     let f = fixture().await;
     let body = json!({"target": "whisper-U1", "event": "psst", "data": 1}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/broadcast",
-        &caster(),
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/broadcast", &caster(), &body).await;
     let got = received(&f.poster);
     assert_eq!(who(&got), ["A"], "only A's tab on channel 10");
     assert_eq!(got[0].1, "whisper-U1");
     // Extension-wide, by Twitch user id: both of A's tabs.
     let backend = bearer(&token(Role::Backend, "10", None));
     let body = json!({"target": "whisper-1", "event": "psst"}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/extension_broadcast",
-        &backend,
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/extension_broadcast", &backend, &body).await;
     let got = received(&f.poster);
     assert_eq!(who(&got), ["A", "A2"]);
     assert_eq!(got[0].2["data"], json!({}), "data defaults to {{}}");
@@ -147,14 +131,7 @@ async fn extension_broadcasts_reach_every_channel_on_topic_global() {
     let f = fixture().await;
     let admin = bearer(&token(Role::Admin, "10", None));
     let body = json!({"target": "broadcast", "event": "season", "data": 4}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/extension_broadcast",
-        &admin,
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/extension_broadcast", &admin, &body).await;
     let got = received(&f.poster);
     assert_eq!(who(&got), ["A", "A2", "B", "C"]);
     assert!(got.iter().all(|g| g.1 == "global"));
@@ -165,14 +142,7 @@ async fn whisper_self_reaches_the_callers_tabs_on_the_callers_channel() {
     let f = fixture().await;
     let me = bearer(&token(Role::Viewer, "10", Some("1")));
     let body = json!({"event": "sync", "data": {"tab": 2}}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/whisper_self",
-        &me,
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/whisper_self", &me, &body).await;
     let got = received(&f.poster);
     assert_eq!(who(&got), ["A"]);
     assert_eq!(got[0].1, "whisper-U1");
@@ -193,14 +163,7 @@ async fn whisper_self_reaches_the_callers_tabs_on_the_callers_channel() {
 async fn pusher_broadcast_takes_the_scoped_event_the_official_client_sends() {
     let f = fixture().await;
     let body = json!({"target": "broadcast", "event": "sandbox:testclient:score", "user_id": "10", "data": 2}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/pusher_broadcast",
-        &caster(),
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/pusher_broadcast", &caster(), &body).await;
     let got = received(&f.poster);
     assert_eq!(
         got[0].2["event"], "sandbox:testclient:score",
@@ -315,14 +278,7 @@ async fn the_101st_send_in_five_minutes_is_refused() {
     }
     let body = json!({"target": "broadcast", "event": "n"}).to_string();
     for _ in 0..100 {
-        ok(
-            &f.router,
-            Method::POST,
-            "/v1/e/broadcast",
-            &caster(),
-            Some(&body),
-        )
-        .await;
+        post(&f, "/v1/e/broadcast", &caster(), &body).await;
     }
     assert_eq!(received(&f.poster).len(), 200);
     let reason = refused(
@@ -338,14 +294,7 @@ async fn the_101st_send_in_five_minutes_is_refused() {
     assert!(received(&f.poster).is_empty());
     // Channel 20 has its own budget.
     let other = bearer(&token(Role::Broadcaster, "20", Some("20")));
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/broadcast",
-        &other,
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/broadcast", &other, &body).await;
 }
 
 #[tokio::test]
@@ -357,14 +306,7 @@ async fn a_connection_gone_mid_fan_out_is_removed_and_the_others_receive() {
         .unwrap()
         .insert(ConnectionId::parse("B").unwrap());
     let body = json!({"target": "broadcast", "event": "e"}).to_string();
-    ok(
-        &f.router,
-        Method::POST,
-        "/v1/e/broadcast",
-        &caster(),
-        Some(&body),
-    )
-    .await;
+    post(&f, "/v1/e/broadcast", &caster(), &body).await;
     assert_eq!(who(&received(&f.poster)), ["A"]);
     let left = f
         .store

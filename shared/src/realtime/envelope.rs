@@ -28,6 +28,11 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Sends per channel per window (429 past it).
 pub const SENDS_PER_WINDOW: u32 = 100;
 pub const RATE_WINDOW_SECS: i64 = 300;
+
+/// The start of the rate window `now` falls in (both adapters key counts by it).
+pub fn rate_window(now: i64) -> i64 {
+    now - now.rem_euclid(RATE_WINDOW_SECS)
+}
 /// Longest event name accepted.
 pub const MAX_EVENT_LEN: usize = 256;
 

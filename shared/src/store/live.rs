@@ -12,7 +12,7 @@ use crate::auth::now_secs;
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
 use crate::realtime::Connection;
-use crate::realtime::envelope::{RATE_WINDOW_SECS, SENDS_PER_WINDOW};
+use crate::realtime::envelope::{SENDS_PER_WINDOW, rate_window};
 use crate::realtime::fanout::Job;
 
 #[derive(Default)]
@@ -178,7 +178,7 @@ impl ConnectionStore for EmbeddedStore {
         scope: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let window = now - now.rem_euclid(RATE_WINDOW_SECS);
+        let window = rate_window(now);
         let mut index = self.live().lock();
         let entry = index
             .rates

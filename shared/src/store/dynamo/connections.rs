@@ -32,7 +32,7 @@ use crate::auth::{Role, now_secs};
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::realtime::Connection;
-use crate::realtime::envelope::{RATE_WINDOW_SECS, SENDS_PER_WINDOW};
+use crate::realtime::envelope::{RATE_WINDOW_SECS, SENDS_PER_WINDOW, rate_window};
 use crate::realtime::fanout::{Job, JobPart};
 use crate::store::{ConnectionStore, SINGLE};
 
@@ -241,7 +241,7 @@ impl ConnectionStore for DynamoStore {
         scope: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let window = now - now.rem_euclid(RATE_WINDOW_SECS);
+        let window = rate_window(now);
         let out = self
             .client
             .update_item()
