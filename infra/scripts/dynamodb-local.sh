@@ -35,7 +35,7 @@ start() {
   local jar; jar=$(ls "$dir"/lib/DynamoDBLocal-*.jar | head -n1)
   local main; main=$(unzip -p "$jar" META-INF/MANIFEST.MF | sed -n 's/^Main-Class: *//p' | tr -d '\r')
   setsid java -Xmx512m -Dsqlite4java.library.path="$dir/lib" -cp "$dir/lib/*" "$main" \
-    -inMemory -sharedDb -port "$port" > "$dir/log" 2>&1 < /dev/null &
+    -inMemory -sharedDb -disableTelemetry -port "$port" > "$dir/log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   for _ in $(seq 1 120); do
     if curl -s -o /dev/null -X POST "http://127.0.0.1:$port/"; then

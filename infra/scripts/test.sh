@@ -23,7 +23,10 @@ export AWS_EC2_METADATA_DISABLED=true
 cargo test --workspace --all-targets
 
 echo "== JavaScript client (official @muxy/extensions-js against medkit serve)"
-cargo build -p medkit-dev --bin medkit
+# target/debug/medkit is the binary `cargo test` built for the dev server's
+# own tests: the same build serves both.
+bin="${CARGO_TARGET_DIR:-target}/debug/medkit"
+test -x "$bin" || { echo "cargo test did not build $bin" >&2; exit 1; }
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 echo "== template: cfn-lint, sam validate --lint, routes and binaries"

@@ -3,7 +3,8 @@
 //! Run: cargo bench -p medkit --bench verify_token
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use medkit::auth::{self, Env, Role};
+use medkit::auth::{self, Role};
+use medkit::env::Env;
 use medkit::ids::ClientId;
 use medkit::registry::Registry;
 use std::hint::black_box;

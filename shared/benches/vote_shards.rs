@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use medkit::aggregate::AggKey;
 use medkit::aggregate::vote::Ballot;
 use medkit::aggregate::window::expiry_bucket;
-use medkit::auth::now_secs;
+use medkit::clock::now_secs;
 use medkit::ids::{AggregateId, ChannelId, ClientId};
 use medkit::store::AggregateStore;
 use medkit::store::dynamo::{DynamoStore, Tables};
@@ -37,7 +37,7 @@ struct Figures {
 
 async fn run(
     store: DynamoStore,
-    rt: medkit::store::dynamo::RoundTripCounter,
+    rt: medkit::testing::RoundTripCounter,
     clients: usize,
     secs: u64,
 ) -> Figures {
@@ -109,7 +109,8 @@ async fn main() {
     for shards in [8u32, 1] {
         let prefix = format!("bench{}-", medkit::random::token_id(6));
         let (store, rt) =
-            DynamoStore::connect_counted(Some(&endpoint), Tables::with_prefix(&prefix)).await;
+            medkit::testing::counted_dynamo_store(Some(&endpoint), Tables::with_prefix(&prefix))
+                .await;
         store.ensure_tables().await.expect("tables");
         let store = store.with_vote_shards(shards);
         let f = run(store, rt, clients, secs).await;

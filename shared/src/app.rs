@@ -1,13 +1,16 @@
-//! What every handler receives: one `App` per process, built once at init.
+//! What every handler receives: one `App` per process, built once at init by
+//! a composition root (`lambda::app` in a Lambda, the dev server, tests).
 
 use std::sync::Arc;
 
-use crate::auth::Env;
-use crate::config::Expiry;
-use crate::notify::Notifier;
-use crate::realtime::fanout::{Fanout, FanoutNotifier, NoPoster, Poster};
-use crate::realtime::management::ManagementPoster;
+use crate::auth::{Caller, TokenCache};
+use crate::delivery::fanout::Fanout;
+use crate::delivery::{Notifier, Poster};
+use crate::env::Env;
+use crate::error::ApiError;
+use crate::expiry::Expiry;
 use crate::registry::Registry;
+use crate::store::AuthStore;
 
 pub struct App<S> {
     pub env: Env,
@@ -17,7 +20,7 @@ pub struct App<S> {
     /// How frames reach WebSocket connections (broadcasts and events).
     pub poster: Arc<dyn Poster>,
     pub expiry: Expiry,
-    pub tokens: crate::auth::TokenCache,
+    pub tokens: TokenCache,
 }
 
 pub type SharedApp<S> = Arc<App<S>>;
@@ -32,37 +35,21 @@ impl<S> App<S> {
     }
 }
 
-/// The app a Lambda function runs: configuration from the environment and the
-/// DynamoDB store. Fails at init, naming the variable, when configuration is bad.
-/// With `MEDKIT_WS_ENDPOINT` set, events reach WebSocket clients through the
-/// Management API; without it they are dropped (logged at debug).
-pub async fn from_env()
--> Result<SharedApp<crate::store::dynamo::DynamoStore>, crate::config::ConfigError> {
-    use crate::store::dynamo::{DynamoStore, sdk_config};
-    let cfg = crate::config::LambdaConfig::from_env()?;
-    tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, "configured");
-    let conf = sdk_config(None).await;
-    let store =
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), cfg.tables).with_fanout_queue();
-    let (poster, notifier): (Arc<dyn Poster>, Arc<dyn Notifier>) = match &cfg.ws_endpoint {
-        Some(url) => {
-            let poster: Arc<dyn Poster> = Arc::new(ManagementPoster::from_conf(&conf, url));
-            let notifier = Arc::new(FanoutNotifier {
-                store: store.clone(),
-                poster: poster.clone(),
-                env: cfg.env,
-            });
-            (poster, notifier)
+impl<S: AuthStore> App<S> {
+    /// The caller an `Authorization` value (`<client_id> <jwt>`) proves: the
+    /// same checks for REST requests and WebSocket connects.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+        let mut caller = self.tokens.verify(&self.registry, self.env, header)?;
+        if let Some(token_id) = &caller.pin_token {
+            // A PIN-issued token acts only once a broadcaster validated its PIN.
+            let channel = self
+                .store
+                .pin_token_channel(&caller.client_id, token_id)
+                .await?;
+            caller.channel_id = Some(channel.ok_or_else(|| {
+                ApiError::unauthorized("this PIN token is not validated yet, or was revoked")
+            })?);
         }
-        None => (Arc::new(NoPoster), Arc::new(crate::notify::NoopNotifier)),
-    };
-    Ok(Arc::new(App {
-        env: cfg.env,
-        registry: cfg.registry,
-        store,
-        notifier,
-        poster,
-        expiry: cfg.expiry,
-        tokens: Default::default(),
-    }))
+        Ok(caller)
+    }
 }

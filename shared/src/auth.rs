@@ -1,45 +1,17 @@
 //! Tokens and roles: verifying Twitch-style extension JWTs, minting our own,
 //! and the `Caller` every handler receives.
 
-use std::str::FromStr;
 use std::sync::LazyLock;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_secs;
+use crate::env::Env;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, ClientId, UserId, ViewerId};
 use crate::registry::{Extension, Registry};
-
-/// One deployment serves one environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Env {
-    Sandbox,
-    Production,
-}
-
-impl Env {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Env::Sandbox => "sandbox",
-            Env::Production => "production",
-        }
-    }
-}
-
-impl FromStr for Env {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sandbox" => Ok(Env::Sandbox),
-            "production" => Ok(Env::Production),
-            other => Err(format!(
-                "unknown environment {other:?} (sandbox|production)"
-            )),
-        }
-    }
-}
 
 /// Server roles. Twitch's `external` (an EBS-signed token) is our `backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,19 +283,6 @@ pub fn mint(ext: &Extension, mut claims: Claims) -> String {
         }
     }
     unreachable!("some filler value always yields a clean payload")
-}
-
-/// Current time in seconds since the epoch.
-pub fn now_secs() -> i64 {
-    now_ms() / 1000
-}
-
-/// Current time in milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Claims for a token of `role` in `channel`, valid for `ttl_secs`.

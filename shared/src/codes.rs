@@ -1,6 +1,6 @@
 //! Game codes (CONTRACT §5): validation of uploads, marks and redeems, and
-//! how a set is cut into chunks for storage. Pure rules; the endpoints and
-//! the store port come with the game-codes issue.
+//! why a redeem or an append is refused. Pure rules; how a set is stored is
+//! `store::layout` and the adapters.
 
 use serde_json::Value;
 
@@ -15,9 +15,6 @@ pub const MAX_CODE_CHARS: usize = 63;
 pub const MAX_CODES_PER_SET: usize = 999_999;
 /// Everything about a set expires this long after its upload.
 pub const SET_TTL_SECS: i64 = 90 * 24 * 3600;
-/// Codes per stored chunk: 1000 × < 64 bytes stays far below DynamoDB's
-/// 400 KB item limit, and one chunk read serves 1000 redeems.
-pub const CHUNK_CODES: usize = 1000;
 /// Most users one `mark_from_list` call names.
 pub const MAX_MARK_USERS: usize = 10_000;
 /// Highest cap one mark may give a user for one slot.
@@ -156,15 +153,35 @@ impl Upload {
 
 /// An append of `adding` codes to a set of `total`: refused when the set
 /// would reach 1,000,000 codes.
-pub fn check_append(slot: usize, total: usize, adding: usize) -> Result<(), ApiError> {
+pub fn check_append(slot: usize, total: usize, adding: usize) -> Result<(), AppendError> {
     if total + adding > MAX_CODES_PER_SET {
-        return Err(bad(format!(
-            "slot {slot} would hold {} codes; a set holds fewer than {}",
-            total + adding,
-            MAX_CODES_PER_SET + 1
-        )));
+        return Err(AppendError::Full {
+            slot,
+            total: total + adding,
+        });
     }
     Ok(())
+}
+
+/// Why an append added nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("slot {slot} would hold {total} codes; a set holds fewer than {}", MAX_CODES_PER_SET + 1)]
+    Full { slot: usize, total: usize },
+    #[error("another upload to this slot is in progress; try again")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] crate::error::StoreError),
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Full { .. } => ApiError::bad_request(e.to_string()),
+            AppendError::Busy => ApiError::conflict(e.to_string()),
+            AppendError::Store(s) => s.into(),
+        }
+    }
 }
 
 /// `prizes` and `prize_limits` of a mark: which slots, and each one's cap.
@@ -331,20 +348,6 @@ impl From<RedeemError> for ApiError {
     }
 }
 
-/// Where code `index` of a set is stored: (chunk number, position in it).
-pub fn chunk_of(index: usize) -> (usize, usize) {
-    (index / CHUNK_CODES, index % CHUNK_CODES)
-}
-
-/// A chunk as stored: its codes, one per line (codes never contain one).
-pub fn encode_chunk(codes: &[String]) -> String {
-    codes.join("\n")
-}
-
-pub fn decode_chunk(text: &str) -> Vec<&str> {
-    text.split('\n').collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,13 +425,5 @@ mod tests {
         assert_eq!(redeem_slot(&json!({"prize": 9})).unwrap(), 9);
         assert!(redeem_slot(&json!({"prize": 10})).is_err());
         assert!(redeem_slot(&json!({})).is_err());
-    }
-
-    #[test]
-    fn chunks_round_trip() {
-        assert_eq!(chunk_of(0), (0, 0));
-        assert_eq!(chunk_of(1999), (1, 999));
-        let codes = vec!["a".to_string(), "b c".to_string()];
-        assert_eq!(decode_chunk(&encode_chunk(&codes)), vec!["a", "b c"]);
     }
 }

@@ -2,7 +2,8 @@
 //! names as flags (clap `env = …`). A missing or malformed variable fails at
 //! init with a message naming it.
 
-use crate::auth::Env;
+use crate::env::Env;
+use crate::expiry::Expiry;
 use crate::registry::Registry;
 use crate::store::dynamo::Tables;
 
@@ -18,46 +19,6 @@ pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
 /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`). Optional:
 /// without it events are not delivered; the broadcast function requires it.
 pub const ENV_WS_ENDPOINT: &str = "MEDKIT_WS_ENDPOINT";
-
-const DAY: i64 = 24 * 3600;
-
-/// How long each kind of item lives after its last write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expiry {
-    pub state_secs: i64,
-    pub config_secs: i64,
-    pub json_store_secs: i64,
-    pub users_secs: i64,
-    /// Votes: a ballot counts for 7 days after it was cast (CONTRACT §4).
-    pub votes_secs: i64,
-    /// Rank keys and accumulated entries: 24 hours.
-    pub rank_secs: i64,
-    pub accumulate_secs: i64,
-    /// Trivia answers and team membership: as long as state.
-    pub trivia_secs: i64,
-}
-
-impl Expiry {
-    pub fn with_state_days(days: i64) -> Self {
-        Expiry {
-            state_secs: days * DAY,
-            // Configuration is set once and read for months: a year after the last write.
-            config_secs: 365 * DAY,
-            json_store_secs: days * DAY,
-            users_secs: 365 * DAY,
-            votes_secs: 7 * DAY,
-            rank_secs: DAY,
-            accumulate_secs: DAY,
-            trivia_secs: days * DAY,
-        }
-    }
-}
-
-impl Default for Expiry {
-    fn default() -> Self {
-        Self::with_state_days(30)
-    }
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -155,6 +116,8 @@ impl LambdaConfig {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    const DAY: i64 = 24 * 3600;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars

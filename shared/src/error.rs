@@ -1,8 +1,6 @@
-//! The one error type handlers return. Every variant maps to a status and a
-//! `{"reason": …}` body; internal causes are logged here and never sent.
-
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+//! The errors of the domain and of the store ports. No HTTP here: the edge
+//! (`http::response`) maps every [`ApiError`] variant to a status and a
+//! `{"reason": …}` body. Internal causes are logged here and never sent.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -20,6 +18,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The route exists, the method does not.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
     /// The store did not answer or throttled us: retryable.
     #[error("the data store is unavailable, try again")]
     Unavailable,
@@ -46,29 +47,6 @@ impl ApiError {
     }
     pub fn too_large(reason: impl Into<String>) -> Self {
         Self::TooLarge(reason.into())
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        crate::http::json_response(
-            self.status(),
-            &serde_json::json!({ "reason": self.to_string() }),
-        )
     }
 }
 

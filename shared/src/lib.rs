@@ -1,31 +1,51 @@
 //! medkit: the shared core of a MEDKit-compatible backend for Twitch extensions.
 //!
-//! - [`auth`]: tokens (verify, mint), roles and the [`auth::Caller`]
-//! - [`registry`]: which extensions exist and their secrets
-//! - [`error`]: [`error::ApiError`] → status + `{"reason"}`
-//! - [`store`]: ports and their DynamoDB / embedded adapters
-//! - [`aggregate`]: votes, rankings, accumulate (pure domain logic)
-//! - [`codes`]: game-code rules (uploads, marks, redeems, chunking)
-//! - [`documents`]: state, config and JSON-store rules (limits, patching)
-//! - [`notify`]: the `Notifier` port for real-time events
-//! - [`realtime`]: envelopes, connections and the fan-out to WebSocket clients
-//! - [`http`]: request/response plumbing shared by every function's router
-//! - [`app`]: what every handler gets: config, registry, store, notifier
+//! Modules in layers; each imports only from the layers before it.
+//!
+//! 1. **Base:** [`ids`], [`clock`], [`env`], [`error`] (`ApiError`,
+//!    `StoreError`), [`random`], [`hash`], [`logging`]. No HTTP, no SDK.
+//! 2. **Domain:** [`registry`] and [`auth`] (extensions, tokens, the
+//!    `Caller`), [`expiry`], [`documents`], [`aggregate`], [`codes`],
+//!    [`realtime`] (connections, envelopes, jobs, events, the rate window).
+//!    Pure rules and types.
+//! 3. **Ports:** [`store`] (one trait per data family) and [`delivery`]
+//!    (`Poster`, `Notifier`): traits only.
+//! 4. **Adapters and services:** `store::dynamo`, `store::embedded` (feature
+//!    `embedded`), [`aws`] (SDK set-up), `delivery::fanout`,
+//!    `delivery::management`, `delivery::local`.
+//! 5. **Edge:** [`http`] (extractors, the error → `{"reason"}` mapping, router
+//!    layers), [`app`], [`config`], [`lambda`] (a Lambda's composition root).
+//!
+//! Feature `testing` adds [`testing`] (test support, never in a Lambda).
 
-pub mod aggregate;
-pub mod app;
-pub mod auth;
-pub mod codes;
-pub mod config;
-pub mod documents;
+// 1. base
+pub mod clock;
+pub mod env;
 pub mod error;
-pub mod http;
+pub mod hash;
 pub mod ids;
 pub mod logging;
-pub mod notify;
 pub mod random;
+
+// 2. domain
+pub mod aggregate;
+pub mod auth;
+pub mod codes;
+pub mod documents;
+pub mod expiry;
 pub mod realtime;
 pub mod registry;
-pub mod runtime_stub;
+
+// 3. ports (with their adapters and services below them, 4.)
+pub mod aws;
+pub mod delivery;
 pub mod store;
+
+// 5. edge
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod lambda;
+
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -5,15 +5,16 @@ use axum::extract::State;
 use axum::response::Response;
 use medkit::aggregate::accumulate::{self, Entry, MAX_ENTRIES};
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, Role, now_ms, now_secs};
+use medkit::auth::{Caller, Role};
+use medkit::clock::{now_ms, now_secs};
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, ok};
-use medkit::store::Store;
+use medkit::store::{AggregateStore, AuthStore};
 use serde_json::json;
 
 use crate::{PRIVILEGED, agg_key};
 
-pub async fn add<S: Store>(
+pub async fn add<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -37,7 +38,7 @@ pub async fn add<S: Store>(
     Ok(ok(json!({})))
 }
 
-pub async fn read<S: Store>(
+pub async fn read<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,

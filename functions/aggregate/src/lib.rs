@@ -15,7 +15,7 @@ use medkit::auth::{Caller, Role};
 use medkit::error::ApiError;
 use medkit::http::{QueryMap, finish};
 use medkit::ids::AggregateId;
-use medkit::store::Store;
+use medkit::store::{AggregateStore, AuthStore, DocumentStore};
 
 pub use vote::{MAX_LOG_ENTRIES, VoteNotices};
 
@@ -30,7 +30,7 @@ fn agg_key(caller: &Caller, query: &QueryMap) -> Result<(AggregateId, AggKey), A
 }
 
 /// The routes, without the common layers (the dev server merges several functions).
-pub fn routes<S: Store>() -> Router<SharedApp<S>> {
+pub fn routes<S: DocumentStore + AggregateStore + AuthStore>() -> Router<SharedApp<S>> {
     let notices = std::sync::Arc::new(VoteNotices::default());
     Router::new()
         .route(
@@ -75,6 +75,6 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: Store>(app: SharedApp<S>) -> Router {
+pub fn router<S: DocumentStore + AggregateStore + AuthStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }

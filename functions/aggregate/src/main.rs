@@ -1,11 +1,7 @@
-//! Lambda entry point of the `aggregate` function: build the app once at init, then
-//! serve API Gateway HTTP API events with the function's axum router.
+//! Lambda entry point of the `aggregate` function: the app from the environment,
+//! then API Gateway HTTP API events through the function's router.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    medkit::logging::init_json();
-    let app = medkit::app::from_env()
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
-    lambda_http::run(medkit_aggregate::router(app)).await
+async fn main() -> Result<(), medkit::lambda::Error> {
+    medkit::lambda::run_http(&[], medkit_aggregate::router).await
 }

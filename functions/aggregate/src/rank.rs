@@ -5,15 +5,16 @@ use axum::response::Response;
 use medkit::aggregate::rank::{self, TOP};
 use medkit::aggregate::window::expiry_bucket;
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, now_secs};
+use medkit::auth::Caller;
+use medkit::clock::now_secs;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, ok};
-use medkit::store::Store;
+use medkit::store::{AggregateStore, AuthStore};
 use serde_json::json;
 
 use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key};
 
-pub async fn set<S: Store>(
+pub async fn set<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -34,7 +35,7 @@ pub async fn set<S: Store>(
     Ok(ok(out))
 }
 
-pub async fn read<S: Store>(
+pub async fn read<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -44,7 +45,7 @@ pub async fn read<S: Store>(
     Ok(ok(rank::rank_data(&rank::top_scores(counts, TOP))))
 }
 
-pub async fn clear<S: Store>(
+pub async fn clear<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,

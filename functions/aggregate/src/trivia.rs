@@ -14,12 +14,13 @@ use medkit::aggregate::trivia::{
 };
 use medkit::aggregate::window::expiry_bucket;
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, Role, now_secs};
+use medkit::auth::{Caller, Role};
+use medkit::clock::now_secs;
 use medkit::documents::{MAX_DOC_BYTES, check_size};
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, ok};
 use medkit::ids::{ChannelId, ClientId};
-use medkit::store::{DocKey, Store};
+use medkit::store::{AggregateStore, AuthStore, DocKey, DocumentStore};
 use serde_json::{Value, json};
 
 /// Who edits trivia and reads the leaderboard.
@@ -44,7 +45,7 @@ fn text_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
 }
 
 /// Read-modify-write of the questions document.
-async fn edit<S: Store>(
+async fn edit<S: DocumentStore>(
     app: &SharedApp<S>,
     client: &ClientId,
     mut change: impl FnMut(&mut Questions) -> Result<(), ApiError> + Send + 'static,
@@ -59,14 +60,17 @@ async fn edit<S: Store>(
                 change(&mut qs)?;
                 let doc = qs.to_doc();
                 check_size(&doc, MAX_DOC_BYTES, "the trivia questions")?;
-                Ok(doc)
+                Ok::<_, ApiError>(doc)
             },
         )
         .await?;
     Questions::from_doc(Some(doc))
 }
 
-async fn load<S: Store>(app: &SharedApp<S>, client: &ClientId) -> Result<Questions, ApiError> {
+async fn load<S: DocumentStore>(
+    app: &SharedApp<S>,
+    client: &ClientId,
+) -> Result<Questions, ApiError> {
     Questions::from_doc(app.store.get_doc(&DocKey::trivia_questions(client)).await?)
 }
 
@@ -76,7 +80,7 @@ fn question_view(qs: &Questions, id: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no trivia question {id:?}")))
 }
 
-pub async fn upsert_question<S: Store>(
+pub async fn upsert_question<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -92,7 +96,7 @@ pub async fn upsert_question<S: Store>(
     Ok(ok(question_view(&qs, &id)?))
 }
 
-pub async fn delete_question<S: Store>(
+pub async fn delete_question<S: DocumentStore + AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -111,7 +115,7 @@ pub async fn delete_question<S: Store>(
     Ok(ok(json!({})))
 }
 
-pub async fn upsert_option<S: Store>(
+pub async fn upsert_option<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -141,7 +145,7 @@ pub async fn upsert_option<S: Store>(
     Ok(ok(question_view(&qs, &qid)?))
 }
 
-pub async fn delete_option<S: Store>(
+pub async fn delete_option<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -168,7 +172,7 @@ pub async fn delete_option<S: Store>(
     Ok(ok(question_view(&qs, &qid)?))
 }
 
-pub async fn transition<S: Store>(
+pub async fn transition<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -197,7 +201,7 @@ pub async fn transition<S: Store>(
 
 /// The caller's team: the channel of their first trivia vote. `join` makes
 /// a viewer without one a member of their current channel's team.
-async fn team_of<S: Store>(
+async fn team_of<S: AggregateStore>(
     app: &SharedApp<S>,
     caller: &Caller,
     join: bool,
@@ -216,7 +220,7 @@ async fn team_of<S: Store>(
     Ok(Some(team))
 }
 
-pub async fn vote<S: Store>(
+pub async fn vote<S: DocumentStore + AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -263,14 +267,14 @@ pub async fn vote<S: Store>(
             .update_doc(&key, app.expiry.trivia_secs, move |cur| {
                 let mut answers = cur.filter(Value::is_object).unwrap_or_else(|| json!({}));
                 answers[&q] = json!(o);
-                Ok(answers)
+                Ok::<_, ApiError>(answers)
             })
             .await?;
     }
     Ok(ok(json!({})))
 }
 
-pub async fn read<S: Store>(
+pub async fn read<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -298,7 +302,7 @@ pub async fn read<S: Store>(
     Ok(ok(json!({ "questions": list })))
 }
 
-pub async fn team<S: Store>(
+pub async fn team<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     method: axum::http::Method,
@@ -307,7 +311,7 @@ pub async fn team<S: Store>(
     Ok(ok(json!({ "id": team })))
 }
 
-pub async fn leaderboard<S: Store>(
+pub async fn leaderboard<S: DocumentStore + AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {

@@ -12,12 +12,13 @@ use medkit::aggregate::AggKey;
 use medkit::aggregate::vote::{Ballot, Sums, VoteInput};
 use medkit::aggregate::window::expiry_bucket;
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, now_secs};
+use medkit::auth::Caller;
+use medkit::clock::now_secs;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, ok, ok_text};
 use medkit::ids::AggregateId;
-use medkit::notify::{Audience, Event};
-use medkit::store::Store;
+use medkit::realtime::event::{Audience, Event};
+use medkit::store::{AggregateStore, AuthStore};
 use serde_json::json;
 
 use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key};
@@ -102,7 +103,7 @@ fn vote_event(poll: &AggKey, id: &AggregateId, sums: &Sums) -> Event {
 }
 
 /// Announces the poll's new figures, within the throttle.
-async fn announce<S: Store>(
+async fn announce<S: AggregateStore>(
     app: &SharedApp<S>,
     notices: &Arc<VoteNotices>,
     poll: &AggKey,
@@ -128,7 +129,7 @@ async fn announce<S: Store>(
     }
 }
 
-pub async fn cast<S: Store>(
+pub async fn cast<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     Extension(notices): Extension<Arc<VoteNotices>>,
     caller: Caller,
@@ -155,7 +156,7 @@ pub async fn cast<S: Store>(
     Ok(ok_text(sums.vote_data_text(Some(input.value))))
 }
 
-pub async fn read<S: Store>(
+pub async fn read<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -166,7 +167,7 @@ pub async fn read<S: Store>(
     Ok(ok_text(sums.vote_data_text(mine.map(|b| b.value))))
 }
 
-pub async fn clear<S: Store>(
+pub async fn clear<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -182,7 +183,7 @@ pub async fn clear<S: Store>(
     Ok(ok(json!({})))
 }
 
-pub async fn logs<S: Store>(
+pub async fn logs<S: AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,

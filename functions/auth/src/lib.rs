@@ -9,12 +9,14 @@ use axum::http::{HeaderMap, Request};
 use axum::response::Response;
 use axum::routing::{get, post};
 use medkit::app::SharedApp;
-use medkit::auth::{self, Caller, Claims, Env, Role, now_ms, now_secs};
+use medkit::auth::{self, Caller, Claims, Role};
+use medkit::clock::{now_ms, now_secs};
 use medkit::documents::MAX_IDS;
+use medkit::env::Env;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, finish, ok};
 use medkit::ids::{ChannelId, UserId};
-use medkit::store::Store;
+use medkit::store::AuthStore;
 use serde_json::{Value, json};
 
 /// Sandbox tokens live about 30 minutes; the client refreshes every 25.
@@ -34,7 +36,7 @@ fn id_field(body: &Value, names: &[&str]) -> Option<String> {
 }
 
 /// `POST authtoken?role=` (sandbox only, no auth): mint a token for any role.
-async fn authtoken<S: Store>(
+async fn authtoken<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     query: QueryMap,
     JsonBody(body): JsonBody,
@@ -128,7 +130,7 @@ fn visualization_id(client: &str, viewer: &str) -> String {
 
 /// `GET user_info`: the client calls it right after auth and waits for it.
 /// A viewer who shared identity is recorded for `user_ids` (one write).
-async fn user_info<S: Store>(
+async fn user_info<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     req: Request<axum::body::Body>,
@@ -151,7 +153,7 @@ async fn user_info<S: Store>(
 }
 
 /// `GET user_ids?cursor=` (admin, backend): users who shared identity, 1000 a page.
-async fn user_ids<S: Store>(
+async fn user_ids<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -191,7 +193,7 @@ fn decode_cursor(cursor: &str) -> Option<String> {
 
 /// `POST pin` (no auth): a token for a program without a browser, inert until
 /// a broadcaster enters the PIN.
-async fn create_pin<S: Store>(
+async fn create_pin<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -226,7 +228,7 @@ async fn create_pin<S: Store>(
 }
 
 /// `POST validate_pin` (broadcaster): binds the PIN's token to the caller's channel.
-async fn validate_pin<S: Store>(
+async fn validate_pin<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -255,7 +257,7 @@ async fn validate_pin<S: Store>(
     }
 }
 
-async fn pin_token_exists<S: Store>(
+async fn pin_token_exists<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -267,7 +269,7 @@ async fn pin_token_exists<S: Store>(
     Ok(ok(json!({ "exists": exists })))
 }
 
-async fn revoke_pins<S: Store>(
+async fn revoke_pins<S: AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -281,7 +283,7 @@ async fn revoke_pins<S: Store>(
 }
 
 /// The routes, without the common layers (the dev server merges several functions).
-pub fn routes<S: Store>() -> Router<SharedApp<S>> {
+pub fn routes<S: AuthStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route("/v1/e/authtoken", post(authtoken::<S>))
         .route("/v1/e/user_info", get(user_info::<S>))
@@ -292,7 +294,7 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: Store>(app: SharedApp<S>) -> Router {
+pub fn router<S: AuthStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }
 

@@ -15,13 +15,16 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, Env, Role, now_secs};
+use medkit::auth::{Caller, Role};
+use medkit::clock::now_secs;
+use medkit::env::Env;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, finish, ok};
 use medkit::ids::{ChannelId, ClientId, ViewerId};
-use medkit::realtime::envelope::{self, RATE_WINDOW_SECS, SENDS_PER_WINDOW, Target, Topic};
-use medkit::realtime::fanout::Recipients;
-use medkit::store::Store;
+use medkit::realtime::envelope::{self, Target, Topic};
+use medkit::realtime::job::Recipients;
+use medkit::realtime::rate::{self, RATE_WINDOW_SECS, SENDS_PER_WINDOW};
+use medkit::store::{AuthStore, ConnectionStore};
 use serde_json::{Value, json};
 
 pub mod worker;
@@ -108,7 +111,7 @@ fn unscoped<'a>(env: Env, client: &ClientId, event: &'a str) -> &'a str {
 }
 
 /// Steps 2–4 of every send.
-async fn send<S: Store>(
+async fn send<S: ConnectionStore>(
     app: &SharedApp<S>,
     client: &ClientId,
     scope: Scope,
@@ -135,7 +138,7 @@ async fn send<S: Store>(
     };
     let now = now_secs();
     if !app.store.count_send(client, &rate_scope, now).await? {
-        let wait = RATE_WINDOW_SECS - now.rem_euclid(RATE_WINDOW_SECS);
+        let wait = rate::seconds_left(now);
         return Err(ApiError::RateLimited(format!(
             "more than {SENDS_PER_WINDOW} sends in {} minutes on this channel; try again in {wait} s",
             RATE_WINDOW_SECS / 60
@@ -155,7 +158,7 @@ async fn send<S: Store>(
     Ok(ok(json!({})))
 }
 
-async fn broadcast<S: Store>(
+async fn broadcast<S: ConnectionStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -166,7 +169,7 @@ async fn broadcast<S: Store>(
     send(&app, &caller.client_id, Scope::Channel(channel), req).await
 }
 
-async fn pusher_broadcast<S: Store>(
+async fn pusher_broadcast<S: ConnectionStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -179,7 +182,7 @@ async fn pusher_broadcast<S: Store>(
     send(&app, &caller.client_id, Scope::Channel(channel), req).await
 }
 
-async fn extension_broadcast<S: Store>(
+async fn extension_broadcast<S: ConnectionStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -191,7 +194,7 @@ async fn extension_broadcast<S: Store>(
 
 /// To the caller's own connections on the caller's channel (other instances
 /// of the extension the same viewer has open).
-async fn whisper_self<S: Store>(
+async fn whisper_self<S: ConnectionStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -207,7 +210,7 @@ async fn whisper_self<S: Store>(
     send(&app, &caller.client_id, Scope::Channel(channel), req).await
 }
 
-pub fn routes<S: Store>() -> Router<SharedApp<S>> {
+pub fn routes<S: ConnectionStore + AuthStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route("/v1/e/broadcast", get(broadcast::<S>).post(broadcast::<S>))
         .route(
@@ -225,7 +228,7 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: Store>(app: SharedApp<S>) -> Router {
+pub fn router<S: ConnectionStore + AuthStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }
 

@@ -3,47 +3,16 @@
 //! stream, filtered to new job items, invokes it; with a batch size of 1 and
 //! a parallelisation factor, jobs run in parallel invocations.
 //!
-//! Only the few fields the worker needs are parsed from the stream event. A
-//! job whose delivery failed on the store is reported in `batchItemFailures`
-//! so Lambda retries it (listeners dedupe identical envelopes for 5 s); a
+//! The DynamoDB adapter decodes each record into a job
+//! (`medkit::store::dynamo::stream`). A job whose delivery failed on the
+//! store is reported in `batchItemFailures` so Lambda retries it (listeners dedupe identical envelopes for 5 s); a
 //! malformed record is logged and skipped, as no retry can fix it.
 
-use std::collections::HashMap;
-
-use medkit::app::App;
-use medkit::realtime::fanout::Job;
-use medkit::store::Store;
-use medkit::store::dynamo::connections::job_from_image;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Deserialize)]
-pub struct StreamEvent {
-    #[serde(rename = "Records", default)]
-    pub records: Vec<StreamRecord>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StreamRecord {
-    #[serde(rename = "eventName", default)]
-    pub event_name: Option<String>,
-    #[serde(default)]
-    pub dynamodb: Option<StreamChange>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StreamChange {
-    #[serde(rename = "NewImage", default)]
-    pub new_image: Option<HashMap<String, Attribute>>,
-    #[serde(rename = "SequenceNumber", default)]
-    pub sequence_number: Option<String>,
-}
-
-/// A DynamoDB attribute value; only strings are read.
-#[derive(Debug, Deserialize)]
-pub struct Attribute {
-    #[serde(rename = "S", default)]
-    pub s: Option<String>,
-}
+use medkit::app::{App, SharedApp};
+use medkit::lambda::Handled;
+use medkit::store::ConnectionStore;
+use medkit::store::dynamo::stream::StreamEvent;
+use serde::Serialize;
 
 /// The partial-batch response (`ReportBatchItemFailures`).
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -58,20 +27,11 @@ pub struct ItemFailure {
     pub item_identifier: String,
 }
 
-fn job_of(record: &StreamRecord) -> Option<Job> {
-    if record.event_name.as_deref() != Some("INSERT") {
-        return None;
-    }
-    let image = record.dynamodb.as_ref()?.new_image.as_ref()?;
-    let text = |name: &str| image.get(name).and_then(|a| a.s.as_deref());
-    job_from_image(text("cl")?, text("sk")?, text("fr")?)
-}
-
 /// Delivers every job of one stream batch, concurrently.
-pub async fn handle<S: Store>(app: &App<S>, event: StreamEvent) -> BatchResponse {
+pub async fn handle<S: ConnectionStore>(app: &App<S>, event: StreamEvent) -> BatchResponse {
     let runs = event.records.iter().map(|record| async move {
-        let Some(job) = job_of(record) else {
-            tracing::warn!(event = ?record.event_name, "stream record is not a fan-out job; skipped");
+        let Some(job) = record.job() else {
+            tracing::warn!(event = ?record.event_name(), "stream record is not a fan-out job; skipped");
             return None;
         };
         match app.fanout().run_job(&job).await {
@@ -81,7 +41,7 @@ pub async fn handle<S: Store>(app: &App<S>, event: StreamEvent) -> BatchResponse
             }
             Err(e) => {
                 tracing::warn!(client = %job.client_id, part = ?job.part, error = %e, "job failed; Lambda will retry it");
-                record.dynamodb.as_ref()?.sequence_number.clone()
+                record.sequence_number().map(str::to_string)
             }
         }
     });
@@ -92,5 +52,24 @@ pub async fn handle<S: Store>(app: &App<S>, event: StreamEvent) -> BatchResponse
             .flatten()
             .map(|item_identifier| ItemFailure { item_identifier })
             .collect(),
+    }
+}
+
+/// One Lambda invocation: [`handle`], logged as route `fanout` with 200 when
+/// every job was delivered, 207 when some are handed back for retry.
+pub async fn invocation<S: ConnectionStore>(
+    app: SharedApp<S>,
+    event: StreamEvent,
+) -> Handled<BatchResponse> {
+    let response = handle(&app, event).await;
+    let status = if response.batch_item_failures.is_empty() {
+        200
+    } else {
+        207
+    };
+    Handled {
+        response,
+        route: "fanout".into(),
+        status,
     }
 }

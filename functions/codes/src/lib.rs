@@ -8,7 +8,8 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use medkit::aggregate::AggKey;
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, Role, now_secs};
+use medkit::auth::{Caller, Role};
+use medkit::clock::now_secs;
 use medkit::codes::{
     MAX_SLOTS, MarkFromList, MarkFromPoll, Prizes, SET_TTL_SECS, SetInfo, Standing, Upload,
     redeem_slot,
@@ -16,7 +17,7 @@ use medkit::codes::{
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, finish, ok};
 use medkit::ids::{AggregateId, UserId};
-use medkit::store::Store;
+use medkit::store::{AggregateStore, AuthStore, CodeStore};
 use serde_json::{Value, json};
 
 /// `PUT codes` bodies may be as large as a Lambda request (~6 MB); bigger
@@ -35,7 +36,7 @@ fn sets_view(sets: &[SetInfo]) -> Value {
     })
 }
 
-async fn upload<S: Store>(
+async fn upload<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -95,7 +96,7 @@ async fn upload<S: Store>(
     Ok(ok(sets_view(&app.store.sets(client).await?)))
 }
 
-async fn status<S: Store>(
+async fn status<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -103,7 +104,7 @@ async fn status<S: Store>(
     Ok(ok(sets_view(&app.store.sets(&caller.client_id).await?)))
 }
 
-async fn delete_all<S: Store>(
+async fn delete_all<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -114,7 +115,7 @@ async fn delete_all<S: Store>(
 }
 
 /// The current set of every slot a mark names (404 for an empty slot).
-async fn prize_sets<S: Store>(
+async fn prize_sets<S: CodeStore>(
     app: &SharedApp<S>,
     caller: &Caller,
     prizes: &Prizes,
@@ -132,7 +133,7 @@ async fn prize_sets<S: Store>(
         .collect()
 }
 
-async fn mark<S: Store>(
+async fn mark<S: CodeStore>(
     app: &SharedApp<S>,
     caller: &Caller,
     users: &[UserId],
@@ -145,7 +146,7 @@ async fn mark<S: Store>(
     Ok(ok(json!({ "marked": users.len() })))
 }
 
-async fn mark_from_poll<S: Store>(
+async fn mark_from_poll<S: CodeStore + AggregateStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -168,7 +169,7 @@ async fn mark_from_poll<S: Store>(
     mark(&app, &caller, &users, &m.prizes).await
 }
 
-async fn mark_from_list<S: Store>(
+async fn mark_from_list<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -186,7 +187,7 @@ fn identity(caller: &Caller) -> Result<&UserId, ApiError> {
 }
 
 /// The caller's standing in every slot 0..9 (default where no set is).
-async fn standings_by_slot<S: Store>(
+async fn standings_by_slot<S: CodeStore>(
     app: &SharedApp<S>,
     caller: &Caller,
 ) -> Result<Vec<(Option<SetInfo>, Standing)>, ApiError> {
@@ -201,7 +202,7 @@ async fn standings_by_slot<S: Store>(
         .collect())
 }
 
-async fn eligible<S: Store>(
+async fn eligible<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -216,7 +217,7 @@ async fn eligible<S: Store>(
     Ok(ok(json!({ "eligible": eligible })))
 }
 
-async fn redeemed<S: Store>(
+async fn redeemed<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -228,7 +229,7 @@ async fn redeemed<S: Store>(
     Ok(ok(json!({ "redeemed": redeemed })))
 }
 
-async fn redeem<S: Store>(
+async fn redeem<S: CodeStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -240,7 +241,7 @@ async fn redeem<S: Store>(
 }
 
 /// The routes, without the common layers (the dev server merges several functions).
-pub fn routes<S: Store>() -> Router<SharedApp<S>> {
+pub fn routes<S: CodeStore + AggregateStore + AuthStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route(
             "/v1/e/codes",
@@ -258,6 +259,6 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: Store>(app: SharedApp<S>) -> Router {
+pub fn router<S: CodeStore + AggregateStore + AuthStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }

@@ -14,16 +14,17 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use medkit::app::App;
-use medkit::auth::now_secs;
+use medkit::app::{App, SharedApp};
+use medkit::clock::now_secs;
 use medkit::error::ApiError;
 use medkit::ids::ConnectionId;
+use medkit::lambda::Handled;
 use medkit::realtime::Connection;
-use medkit::store::Store;
+use medkit::store::{AuthStore, ConnectionStore};
 use serde_json::{Value, json};
 
 /// Verifies the caller of a `$connect` and records the connection.
-pub async fn connect<S: Store>(
+pub async fn connect<S: AuthStore + ConnectionStore>(
     app: &App<S>,
     id: ConnectionId,
     client_id: Option<&str>,
@@ -36,7 +37,7 @@ pub async fn connect<S: Store>(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("query parameter token is required"))?;
     let header = format!("{client_id} {token}");
-    let caller = medkit::http::authenticate(app, Some(&header)).await?;
+    let caller = app.authenticate(Some(&header)).await?;
     let conn = Connection::for_caller(id, &caller, now_secs())?;
     app.store.add_connection(&conn).await?;
     tracing::info!(
@@ -50,7 +51,10 @@ pub async fn connect<S: Store>(
 }
 
 /// Forgets a connection (a second disconnect is harmless).
-pub async fn disconnect<S: Store>(app: &App<S>, id: &ConnectionId) -> Result<(), ApiError> {
+pub async fn disconnect<S: ConnectionStore>(
+    app: &App<S>,
+    id: &ConnectionId,
+) -> Result<(), ApiError> {
     let gone = app.store.remove_connection(id).await?;
     tracing::info!(connection = %id, known = gone.is_some(), "disconnected");
     Ok(())
@@ -75,7 +79,7 @@ pub fn reply(message: &str) -> String {
 }
 
 /// One WebSocket API event, as Lambda delivers it.
-pub async fn handle<S: Store>(
+pub async fn handle<S: AuthStore + ConnectionStore>(
     app: &App<S>,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
@@ -101,6 +105,21 @@ pub async fn handle<S: Store>(
     }
 }
 
+/// One Lambda invocation: [`handle`], with the route and status its log
+/// line names.
+pub async fn invocation<S: AuthStore + ConnectionStore>(
+    app: SharedApp<S>,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Handled<ApiGatewayProxyResponse> {
+    let route = event.request_context.route_key.clone();
+    let response = handle(&app, event).await;
+    Handled {
+        status: u16::try_from(response.status_code).unwrap_or(500),
+        route: route.unwrap_or_else(|| "unknown".into()),
+        response,
+    }
+}
+
 fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
     r.status_code = status;
@@ -111,6 +130,6 @@ fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
 fn error(e: ApiError) -> ApiGatewayProxyResponse {
     response(
         e.status().as_u16() as i64,
-        Some(json!({"reason": e.to_string()}).to_string()),
+        Some(e.reason_body().to_string()),
     )
 }

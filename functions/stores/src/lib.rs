@@ -14,8 +14,8 @@ use medkit::documents::{self, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patc
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, finish, ok, ok_text};
 use medkit::ids::{ChannelId, ClientId, JsonKey, ViewerId};
-use medkit::notify::{Audience, Event};
-use medkit::store::{DocKey, Store};
+use medkit::realtime::event::{Audience, Event};
+use medkit::store::{AuthStore, DocKey, DocumentStore};
 use serde_json::{Map, Value, json};
 
 /// The document endpoints.
@@ -113,7 +113,7 @@ impl Doc {
     }
 }
 
-async fn read_doc<S: Store>(
+async fn read_doc<S: DocumentStore>(
     app: SharedApp<S>,
     caller: Caller,
     doc: Doc,
@@ -123,12 +123,15 @@ async fn read_doc<S: Store>(
 }
 
 /// A document as stored, `{}` when absent.
-async fn read_text<S: Store>(app: &SharedApp<S>, key: &DocKey) -> Result<Response, ApiError> {
+async fn read_text<S: DocumentStore>(
+    app: &SharedApp<S>,
+    key: &DocKey,
+) -> Result<Response, ApiError> {
     let text = app.store.get_doc_text(key).await?;
     Ok(ok_text(text.unwrap_or_else(|| "{}".into())))
 }
 
-async fn replace_doc<S: Store>(
+async fn replace_doc<S: DocumentStore>(
     app: SharedApp<S>,
     caller: Caller,
     doc: Doc,
@@ -141,7 +144,7 @@ async fn replace_doc<S: Store>(
     Ok(ok(new))
 }
 
-async fn patch_doc<S: Store>(
+async fn patch_doc<S: DocumentStore>(
     app: SharedApp<S>,
     caller: Caller,
     doc: Doc,
@@ -168,7 +171,7 @@ async fn emit<S>(app: &SharedApp<S>, event: Option<Event>) {
 
 /// Admin map PATCH (`{"<id>": patch, …}`): every patch is checked against the
 /// current documents before anything is written, so bad input changes nothing.
-async fn patch_many<S: Store>(
+async fn patch_many<S: DocumentStore>(
     app: &SharedApp<S>,
     body: Value,
     doc: Doc,
@@ -224,7 +227,7 @@ fn parse_ids(list: &str) -> Result<Vec<String>, ApiError> {
     Ok(ids)
 }
 
-async fn get_extension_viewer_state<S: Store>(
+async fn get_extension_viewer_state<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -276,7 +279,7 @@ impl MapDoc {
     }
 }
 
-async fn patch_own_or_map<S: Store>(
+async fn patch_own_or_map<S: DocumentStore>(
     app: SharedApp<S>,
     caller: Caller,
     map: MapDoc,
@@ -290,7 +293,7 @@ async fn patch_own_or_map<S: Store>(
 }
 
 /// Several documents read in one store round trip; absent ones are `{}`.
-async fn combined<S: Store>(
+async fn combined<S: DocumentStore>(
     app: &SharedApp<S>,
     parts: Vec<(&'static str, Option<DocKey>)>,
 ) -> Result<Response, ApiError> {
@@ -307,7 +310,7 @@ async fn combined<S: Store>(
     Ok(ok(Value::Object(out)))
 }
 
-async fn all_state<S: Store>(
+async fn all_state<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -335,7 +338,7 @@ async fn all_state<S: Store>(
     .await
 }
 
-async fn all_config<S: Store>(
+async fn all_config<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -366,7 +369,7 @@ fn json_store_key(caller: &Caller, query: &QueryMap) -> Result<(JsonKey, DocKey)
     Ok((id, key))
 }
 
-async fn get_json_store<S: Store>(
+async fn get_json_store<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -375,7 +378,7 @@ async fn get_json_store<S: Store>(
     read_text(&app, &key).await
 }
 
-async fn post_json_store<S: Store>(
+async fn post_json_store<S: DocumentStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -408,11 +411,11 @@ async fn post_json_store<S: Store>(
 
 type Route<S> = axum::routing::MethodRouter<SharedApp<S>>;
 
-fn read_route<S: Store>(doc: Doc) -> Route<S> {
+fn read_route<S: DocumentStore + AuthStore>(doc: Doc) -> Route<S> {
     get(move |State(app): State<SharedApp<S>>, caller: Caller| read_doc(app, caller, doc))
 }
 
-fn replace_route<S: Store>(doc: Doc) -> Route<S> {
+fn replace_route<S: DocumentStore + AuthStore>(doc: Doc) -> Route<S> {
     post(
         move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
             replace_doc(app, caller, doc, b)
@@ -420,7 +423,7 @@ fn replace_route<S: Store>(doc: Doc) -> Route<S> {
     )
 }
 
-fn map_patch_route<S: Store>(map: MapDoc) -> Route<S> {
+fn map_patch_route<S: DocumentStore + AuthStore>(map: MapDoc) -> Route<S> {
     patch(
         move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
             patch_own_or_map(app, caller, map, b)
@@ -428,7 +431,7 @@ fn map_patch_route<S: Store>(map: MapDoc) -> Route<S> {
     )
 }
 
-fn patch_route<S: Store>(doc: Doc) -> Route<S> {
+fn patch_route<S: DocumentStore + AuthStore>(doc: Doc) -> Route<S> {
     patch(
         move |State(app): State<SharedApp<S>>, caller: Caller, JsonBody(b): JsonBody| {
             patch_doc(app, caller, doc, b)
@@ -437,14 +440,14 @@ fn patch_route<S: Store>(doc: Doc) -> Route<S> {
 }
 
 /// GET/POST/PATCH of the caller's own document.
-fn doc_routes<S: Store>(doc: Doc) -> Route<S> {
+fn doc_routes<S: DocumentStore + AuthStore>(doc: Doc) -> Route<S> {
     read_route(doc)
         .merge(replace_route(doc))
         .merge(patch_route(doc))
 }
 
 /// The routes, without the common layers (the dev server merges several functions).
-pub fn routes<S: Store>() -> Router<SharedApp<S>> {
+pub fn routes<S: DocumentStore + AuthStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route("/v1/e/all_state", get(all_state::<S>))
         .route("/v1/e/extension_state", doc_routes(Doc::ExtensionState))
@@ -472,6 +475,6 @@ pub fn routes<S: Store>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: Store>(app: SharedApp<S>) -> Router {
+pub fn router<S: DocumentStore + AuthStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }

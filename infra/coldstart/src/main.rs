@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use medkit::runtime_stub::{Running, RuntimeStub, medkit_env, unauthenticated_http_event};
+use medkit::testing::runtime_stub::{Running, RuntimeStub, medkit_env, unauthenticated_http_event};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -28,12 +28,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
 use medkit::app::SharedApp;
-use medkit::auth::now_secs;
+use medkit::clock::now_secs;
+use medkit::delivery::{PostError, PostFuture, Poster};
 use medkit::ids::ConnectionId;
-use medkit::realtime::CONNECTION_TTL_SECS;
-use medkit::realtime::fanout::{PostError, PostFuture, Poster};
-use medkit::realtime::new_connection_id;
-use medkit::store::Store;
+use medkit::realtime::{CONNECTION_TTL_SECS, new_connection_id};
+use medkit::store::{AuthStore, ConnectionStore};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -106,7 +105,7 @@ impl<S> Clone for WsState<S> {
     }
 }
 
-pub fn routes<S: Store>(app: SharedApp<S>, sockets: Arc<Sockets>) -> Router {
+pub fn routes<S: AuthStore + ConnectionStore>(app: SharedApp<S>, sockets: Arc<Sockets>) -> Router {
     Router::new()
         .route("/ws", get(upgrade::<S>))
         .route(
@@ -120,7 +119,7 @@ pub fn routes<S: Store>(app: SharedApp<S>, sockets: Arc<Sockets>) -> Router {
 }
 
 /// `$connect`: verify, record, then upgrade; a refusal is the handshake's status.
-async fn upgrade<S: Store>(
+async fn upgrade<S: AuthStore + ConnectionStore>(
     State(st): State<WsState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
@@ -164,7 +163,7 @@ async fn upgrade<S: Store>(
 
 /// One connection's life: drain its outbox, answer its messages, close it
 /// after API Gateway's 2 hours, then `$disconnect`.
-async fn run<S: Store>(
+async fn run<S: AuthStore + ConnectionStore>(
     socket: WebSocket,
     id: ConnectionId,
     mut outbox: mpsc::Receiver<Message>,
@@ -214,7 +213,7 @@ async fn run<S: Store>(
 }
 
 /// `$disconnect`.
-async fn forget<S: Store>(st: &WsState<S>, id: &ConnectionId) {
+async fn forget<S: AuthStore + ConnectionStore>(st: &WsState<S>, id: &ConnectionId) {
     st.sockets.lock().remove(id);
     if let Err(e) = medkit_socket::disconnect(&st.app, id).await {
         tracing::warn!(connection = %id, error = %e, "disconnect not recorded");
@@ -242,7 +241,7 @@ fn connection_id(raw: &str) -> Option<ConnectionId> {
     ConnectionId::parse(raw).ok()
 }
 
-async fn post_to_connection<S: Store>(
+async fn post_to_connection<S: AuthStore + ConnectionStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
     body: Bytes,
@@ -268,7 +267,7 @@ async fn post_to_connection<S: Store>(
     }
 }
 
-async fn get_connection<S: Store>(
+async fn get_connection<S: AuthStore + ConnectionStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
 ) -> Response {
@@ -289,7 +288,7 @@ async fn get_connection<S: Store>(
         .into_response()
 }
 
-async fn delete_connection<S: Store>(
+async fn delete_connection<S: AuthStore + ConnectionStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
 ) -> Response {
@@ -337,9 +336,10 @@ fn iso8601(secs: i64) -> String {
 mod tests {
     use super::*;
     use medkit::auth::Role;
+    use medkit::delivery::fanout::Fanout;
     use medkit::ids::{ChannelId, ClientId};
     use medkit::realtime::Connection;
-    use medkit::realtime::fanout::{Fanout, Recipients};
+    use medkit::realtime::job::Recipients;
     use medkit::store::ConnectionStore;
     use medkit::store::embedded::EmbeddedStore;
 

@@ -52,24 +52,6 @@ impl AggKey {
             id,
         }
     }
-
-    /// `<client>|<kind>|<channel or empty>|<id>`: the storage partition of
-    /// one kind of item of this aggregate. Ids never contain `|`.
-    pub fn partition(&self, kind: &str) -> String {
-        let scope = self.scope.as_ref().map(ChannelId::as_str).unwrap_or("");
-        format!("{}|{kind}|{scope}|{}", self.client, self.id)
-    }
-}
-
-/// Stable 32-bit FNV-1a: picks a viewer's shard. It must never change between
-/// releases (stored items are found through it), unlike std's hasher.
-pub fn stable_hash(s: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in s.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
 }
 
 #[cfg(test)]
@@ -81,18 +63,10 @@ mod tests {
         let c = ClientId::parse("c").unwrap();
         let ch = ChannelId::parse("7").unwrap();
         let k = AggKey::for_caller(&c, Some(&ch), &AggregateId::parse("poll").unwrap()).unwrap();
-        assert_eq!(k.partition("vt"), "c|vt|7|poll");
+        assert_eq!(k.scope, Some(ch.clone()));
         let g =
             AggKey::for_caller(&c, Some(&ch), &AggregateId::parse("global-x").unwrap()).unwrap();
-        assert_eq!(g.partition("vt"), "c|vt||global-x");
+        assert_eq!(g.scope, None);
         assert!(AggKey::for_caller(&c, None, &AggregateId::parse("p").unwrap()).is_err());
-    }
-
-    #[test]
-    fn stable_hash_is_fnv1a() {
-        // Published FNV-1a test vectors: these must never change.
-        assert_eq!(stable_hash(""), 0x811c_9dc5);
-        assert_eq!(stable_hash("a"), 0xe40c_292c);
-        assert_eq!(stable_hash("foobar"), 0xbf9c_f968);
     }
 }

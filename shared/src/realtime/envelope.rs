@@ -19,20 +19,12 @@ use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use serde_json::{Value, json};
 
-use crate::auth::Env;
+use crate::env::Env;
 use crate::error::ApiError;
 use crate::ids::{ClientId, ViewerId};
 
 /// Largest message delivered, raw or compressed (bytes).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
-/// Sends per channel per window (429 past it).
-pub const SENDS_PER_WINDOW: u32 = 100;
-pub const RATE_WINDOW_SECS: i64 = 300;
-
-/// The start of the rate window `now` falls in (both adapters key counts by it).
-pub fn rate_window(now: i64) -> i64 {
-    now - now.rem_euclid(RATE_WINDOW_SECS)
-}
 /// Longest event name accepted.
 pub const MAX_EVENT_LEN: usize = 256;
 
@@ -145,6 +137,15 @@ pub fn decode_message(message: &str) -> Option<Value> {
     serde_json::from_slice(&out).ok()
 }
 
+/// Parses a `{"event", "data"}` notification for logs and tests.
+pub fn event_of(message: &str) -> Option<(String, Value)> {
+    let v = decode_message(message)?;
+    Some((
+        v.get("event")?.as_str()?.to_string(),
+        v.get("data")?.clone(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +178,7 @@ mod tests {
         // Random text does not compress below 4 KB.
         let noise = crate::random::token_id(8000);
         let e = message(Env::Sandbox, &client(), "x", &json!(noise)).unwrap_err();
-        assert_eq!(e.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(matches!(e, ApiError::TooLarge(_)), "{e}");
     }
 
     #[test]

@@ -1,24 +1,26 @@
-//! Real-time delivery (CONTRACT §6): viewers hold WebSocket connections (API
+//! The real-time model (CONTRACT §6): viewers hold WebSocket connections (API
 //! Gateway WebSocket API, or the dev server's emulation of it); sends and
-//! notifications fan out to them through a [`fanout::Poster`].
+//! events fan out to them (the service that delivers them is `delivery`).
 //!
 //! - [`envelope`]: the envelope, its 4 KB limit and compression, the frame
-//! - [`fanout`]: finding recipients and posting to them, jobs for extension-wide sends
-//! - [`management`]: the `Poster` over the API Gateway Management API
+//! - [`event`]: events the backend emits (state and vote updates)
+//! - [`job`]: who receives a send; the parts (jobs) of a big fan-out
+//! - [`rate`]: the send-rate window
 
 pub mod envelope;
-pub mod fanout;
-pub mod management;
+pub mod event;
+pub mod job;
+pub mod rate;
 
-use crate::aggregate::stable_hash;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
+use crate::hash::stable_hash;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 
 /// API Gateway closes a WebSocket after 2 hours; the record lives as long.
 pub const CONNECTION_TTL_SECS: i64 = 2 * 3600;
 /// Extension-wide sends are split into this many parts, each a job that a
-/// separate invocation delivers (see [`fanout`]).
+/// separate invocation delivers (see `delivery::fanout`).
 pub const EXTENSION_SHARDS: u32 = 16;
 
 /// One open connection, as `$connect` records it.

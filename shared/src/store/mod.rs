@@ -1,91 +1,38 @@
-//! Store ports (traits saying what the domain needs) and their two adapters:
-//! DynamoDB for production, redb embedded for the dev server and tests.
+//! The store ports: one trait per data family, saying what the domain needs
+//! (`cast_vote`, `redeem`, …), never generic get/put. They speak
+//! [`StoreError`] or a domain error (`RedeemError`, `AppendError`, or the
+//! error a caller's closure returns). Two adapters implement every port,
+//! file for file: [`dynamo`] (production) and `embedded` (redb, for
+//! `medkit serve` and tests; feature `embedded`). [`layout`] is how both lay
+//! data out (keys, item kinds, code chunks); [`codec`] how both store a JSON
+//! document.
 //!
-//! Storage layout shared by both adapters: every item has a partition key
-//! `pk` starting with the extension's client id, a sort key `sk`, and an
-//! `expires_at` (epoch seconds, DynamoDB TTL). Readers ignore expired items
-//! because TTL deletion is lazy.
+//! Every item has a partition key starting with the extension's client id, a
+//! sort key, and an `expires_at` (epoch seconds, DynamoDB TTL). Readers
+//! ignore expired items because TTL deletion is lazy.
 
 pub mod codec;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
-mod live;
+mod faults;
+pub mod layout;
 
 use std::future::Future;
 
 use serde_json::Value;
 
+pub use faults::Faults;
+pub use layout::DocKey;
+
 use crate::aggregate::AggKey;
 use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, Sums};
-use crate::codes::{RedeemError, SetInfo, SetUpload, Standing};
-use crate::error::{ApiError, StoreError};
-use crate::ids::{ChannelId, ClientId, ConnectionId, JsonKey, UserId, ViewerId};
+use crate::codes::{AppendError, RedeemError, SetInfo, SetUpload, Standing};
+use crate::error::StoreError;
+use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::realtime::Connection;
-use crate::realtime::fanout::Job;
-
-/// Sort key of items that are alone in their partition.
-pub const SINGLE: &str = "-";
-
-/// Which JSON document a store operation targets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocKey {
-    pk: String,
-}
-
-impl DocKey {
-    fn new(client: &ClientId, kind: &str, rest: &[&str]) -> Self {
-        let mut pk = format!("{client}|{kind}");
-        for part in rest {
-            pk.push('|');
-            pk.push_str(part);
-        }
-        DocKey { pk }
-    }
-    pub fn extension_state(c: &ClientId) -> Self {
-        Self::new(c, "xs", &[])
-    }
-    pub fn channel_state(c: &ClientId, ch: &ChannelId) -> Self {
-        Self::new(c, "cs", &[ch.as_str()])
-    }
-    pub fn viewer_state(c: &ClientId, ch: &ChannelId, v: &ViewerId) -> Self {
-        Self::new(c, "vs", &[ch.as_str(), v.as_str()])
-    }
-    pub fn extension_viewer_state(c: &ClientId, v: &ViewerId) -> Self {
-        Self::new(c, "xv", &[v.as_str()])
-    }
-    pub fn hidden_state(c: &ClientId) -> Self {
-        Self::new(c, "hs", &[])
-    }
-    pub fn extension_config(c: &ClientId) -> Self {
-        Self::new(c, "xc", &[])
-    }
-    pub fn channel_config(c: &ClientId, ch: &ChannelId) -> Self {
-        Self::new(c, "cc", &[ch.as_str()])
-    }
-    /// `channel` is None for `global…` keys, which are extension-wide.
-    pub fn json_store(c: &ClientId, ch: Option<&ChannelId>, key: &JsonKey) -> Self {
-        match ch {
-            Some(ch) => Self::new(c, "js", &[ch.as_str(), key.as_str()]),
-            None => Self::new(c, "jg", &[key.as_str()]),
-        }
-    }
-    /// Every trivia question of the extension (≤ 64), one document.
-    pub fn trivia_questions(c: &ClientId) -> Self {
-        Self::new(c, "tq", &[])
-    }
-    /// A viewer's trivia answers, `{question: option}`.
-    pub fn trivia_answers(c: &ClientId, v: &ViewerId) -> Self {
-        Self::new(c, "ta", &[v.as_str()])
-    }
-    /// A channel's broadcaster's trivia answers (for the leaderboard).
-    pub fn trivia_broadcaster(c: &ClientId, ch: &ChannelId) -> Self {
-        Self::new(c, "tb", &[ch.as_str()])
-    }
-    pub fn partition_key(&self) -> &str {
-        &self.pk
-    }
-}
+use crate::realtime::job::Job;
 
 /// JSON documents: state, config and the JSON store.
 pub trait DocumentStore: Send + Sync + 'static {
@@ -117,16 +64,18 @@ pub trait DocumentStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Atomic read-modify-write: `change` gets the current document (None when
-    /// absent) and returns the new one, or an error that leaves it unchanged.
-    /// `change` may run more than once under contention.
-    fn update_doc<F>(
+    /// absent) and returns the new one, or its own error, which leaves the
+    /// document unchanged and is returned as it is. `change` may run more
+    /// than once under contention.
+    fn update_doc<F, E>(
         &self,
         key: &DocKey,
         ttl_secs: i64,
         change: F,
-    ) -> impl Future<Output = Result<Value, ApiError>> + Send
+    ) -> impl Future<Output = Result<Value, E>> + Send
     where
-        F: FnMut(Option<Value>) -> Result<Value, ApiError> + Send + 'static;
+        F: FnMut(Option<Value>) -> Result<Value, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static;
 }
 
 /// What a PIN resolves to when it is claimed.
@@ -278,13 +227,14 @@ pub trait CodeStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<SetInfo, StoreError>> + Send;
 
     /// Adds codes to the existing set of `slot` (None when there is none);
-    /// 400 when the set would reach 1,000,000 codes.
+    /// refused when the set would reach 1,000,000 codes or another append to
+    /// the slot is under way.
     fn append_codes(
         &self,
         client: &ClientId,
         slot: usize,
         codes: &[String],
-    ) -> impl Future<Output = Result<Option<SetInfo>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Option<SetInfo>, AppendError>> + Send;
 
     /// The live sets, by slot.
     fn sets(
@@ -365,30 +315,9 @@ pub trait ConnectionStore: Send + Sync + 'static {
     fn queue_jobs(&self, jobs: &[Job]) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Failures tests can inject into a store, to show what a crash at the worst
-/// moment does. Costs one atomic load per redeem when unused.
-#[derive(Debug, Default)]
-pub struct Faults {
-    redeem_crashes: std::sync::atomic::AtomicUsize,
-}
-
-impl Faults {
-    /// The next `n` redeems fail right after taking a code and before
-    /// recording it for the user.
-    pub fn crash_redeems_after_claim(&self, n: usize) {
-        self.redeem_crashes
-            .store(n, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    pub(crate) fn take_redeem_crash(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.redeem_crashes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-}
-
-/// Everything a deployment's store provides.
+/// Everything a deployment's store provides. Only composition roots (each
+/// function's `main`, the dev server, tests) name it; handlers ask for the
+/// ports they use.
 pub trait Store:
     DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + Clone
 {
@@ -396,76 +325,4 @@ pub trait Store:
 impl<T: DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + Clone> Store
     for T
 {
-}
-
-/// Keys of the code family, shared by both adapters.
-pub(crate) mod code_keys {
-    use crate::ids::{ClientId, UserId};
-    /// Set metadata; sort key = slot.
-    pub fn sets(c: &ClientId) -> String {
-        format!("{c}|sets")
-    }
-    pub fn slot_sk(slot: usize) -> String {
-        format!("{slot}")
-    }
-    /// Chunks of one generation of a set; sort key = chunk number.
-    pub fn chunks(c: &ClientId, slot: usize, generation: &str) -> String {
-        format!("{c}|chunks|{slot}|{generation}")
-    }
-    pub fn chunk_sk(n: usize) -> String {
-        format!("{n:06}")
-    }
-    /// A user's standings; sort key = `<slot>|<generation>`.
-    pub fn standing(c: &ClientId, u: &UserId) -> String {
-        format!("{c}|prize|{u}")
-    }
-    pub fn standing_sk(slot: usize, generation: &str) -> String {
-        format!("{slot}|{generation}")
-    }
-}
-
-/// Partition kinds of the aggregate family, shared by both adapters.
-pub(crate) mod agg_kinds {
-    /// Vote sums (DynamoDB: one item per shard; embedded: one record).
-    pub const VOTE_SUMS: &str = "vs";
-    /// Ballots, sort key = voter.
-    pub const BALLOTS: &str = "vb";
-    /// Rank key holders, sort key = voter.
-    pub const RANK_HOLDERS: &str = "rh";
-    /// Rank counts, sort key = `<bucket>|<key>`.
-    pub const RANK_COUNTS: &str = "rc";
-    /// Accumulated entries, sort key = `<ms>|<random>`.
-    pub const ENTRIES: &str = "ac";
-}
-
-/// Sort key of a rank count: the bucket, zero-padded so keys sort by bucket.
-pub(crate) fn rank_count_sk(bucket: i64, key: &str) -> String {
-    format!("{bucket:012}|{key}")
-}
-
-pub(crate) fn parse_rank_count_sk(sk: &str) -> Option<(i64, &str)> {
-    let (b, key) = sk.split_once('|')?;
-    Some((b.parse().ok()?, key))
-}
-
-/// Sort key of an accumulated entry: time first, so ranges select by time.
-pub(crate) fn entry_sk(observed_ms: i64) -> String {
-    format!("{observed_ms:013}|{}", crate::random::token_id(6))
-}
-
-/// Partition keys of the auth family, shared by both adapters.
-pub(crate) mod auth_keys {
-    use super::*;
-    pub fn users(c: &ClientId) -> String {
-        format!("{c}|users")
-    }
-    pub fn pin(c: &ClientId, pin: &str) -> String {
-        format!("{c}|pin|{pin}")
-    }
-    pub fn pin_token(c: &ClientId, token_id: &str) -> String {
-        format!("{c}|pintoken|{token_id}")
-    }
-    pub fn pin_channel(c: &ClientId, ch: &ChannelId) -> String {
-        format!("{c}|pinchannel|{ch}")
-    }
 }

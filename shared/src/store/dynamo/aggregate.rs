@@ -29,15 +29,18 @@ use aws_sdk_dynamodb::types::{
 };
 use tokio::task::JoinSet;
 
-use super::{DynamoStore, Item, backoff, is_live, key, n, num, s, sdk_err, text};
+use super::DynamoStore;
+use super::items::{Item, backoff, is_live, key, n, num, s, sdk_err, text};
+use crate::aggregate::AggKey;
 use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, BucketedSums, SPECIFIC_SLOTS, Sums, replace_ballot};
-use crate::aggregate::{AggKey, stable_hash};
-use crate::auth::now_secs;
+use crate::clock::now_secs;
 use crate::error::StoreError;
+use crate::hash::stable_hash;
 use crate::ids::ViewerId;
-use crate::store::{
-    AggregateStore, SINGLE, agg_kinds, entry_sk, parse_rank_count_sk, rank_count_sk,
+use crate::store::AggregateStore;
+use crate::store::layout::{
+    SINGLE, agg_kinds, aggregate_partition, entry_sk, parse_rank_count_sk, rank_count_sk,
 };
 
 /// Shards of a poll's sums and of its ballots: ~8 × 500 transactional
@@ -326,19 +329,19 @@ impl DynamoStore {
     }
 
     fn vote_shard_pks(&self, poll: &AggKey) -> Vec<String> {
-        let base = poll.partition(agg_kinds::VOTE_SUMS);
+        let base = aggregate_partition(poll, agg_kinds::VOTE_SUMS);
         (0..self.vote_shards).map(|k| shard_pk(&base, k)).collect()
     }
 
     fn ballot_pk(&self, poll: &AggKey, voter: &str) -> String {
         shard_pk(
-            &poll.partition(agg_kinds::BALLOTS),
+            &aggregate_partition(poll, agg_kinds::BALLOTS),
             voter_shard(voter, self.vote_shards),
         )
     }
 
     fn ballot_pks(&self, poll: &AggKey) -> Vec<String> {
-        let base = poll.partition(agg_kinds::BALLOTS);
+        let base = aggregate_partition(poll, agg_kinds::BALLOTS);
         (0..self.vote_shards).map(|k| shard_pk(&base, k)).collect()
     }
 
@@ -352,22 +355,22 @@ impl DynamoStore {
 
     fn rank_holder_pk(rank: &AggKey, voter: &str) -> String {
         shard_pk(
-            &rank.partition(agg_kinds::RANK_HOLDERS),
+            &aggregate_partition(rank, agg_kinds::RANK_HOLDERS),
             voter_shard(voter, RANK_SHARDS),
         )
     }
 
     fn rank_count_pks(rank: &AggKey) -> Vec<String> {
-        let base = rank.partition(agg_kinds::RANK_COUNTS);
+        let base = aggregate_partition(rank, agg_kinds::RANK_COUNTS);
         (0..RANK_SHARDS).map(|k| shard_pk(&base, k)).collect()
     }
 
     fn entry_shard_pks(acc: &AggKey) -> Vec<String> {
-        let base = AggKey {
+        let all = AggKey {
             scope: None,
             ..acc.clone()
-        }
-        .partition(agg_kinds::ENTRIES);
+        };
+        let base = aggregate_partition(&all, agg_kinds::ENTRIES);
         (0..ENTRY_SHARDS).map(|k| shard_pk(&base, k)).collect()
     }
 }
@@ -585,7 +588,7 @@ impl AggregateStore for DynamoStore {
     }
 
     async fn delete_rank(&self, rank: &AggKey) -> Result<(), StoreError> {
-        let base = rank.partition(agg_kinds::RANK_HOLDERS);
+        let base = aggregate_partition(rank, agg_kinds::RANK_HOLDERS);
         let mut pks: Vec<String> = (0..RANK_SHARDS).map(|k| shard_pk(&base, k)).collect();
         pks.extend(Self::rank_count_pks(rank));
         self.delete_partitions(pks).await
@@ -603,7 +606,7 @@ impl AggregateStore for DynamoStore {
         let shard = voter_shard(&entry.channel_id, ENTRY_SHARDS) as usize;
         let mut pks = vec![Self::entry_shard_pks(acc).swap_remove(shard)];
         if acc.scope.is_some() {
-            pks.push(acc.partition(agg_kinds::ENTRIES));
+            pks.push(aggregate_partition(acc, agg_kinds::ENTRIES));
         }
         let requests = pks
             .iter()
@@ -633,8 +636,13 @@ impl AggregateStore for DynamoStore {
         let from = Some(format!("{:013}", start.saturating_add(1)));
         let items = match acc.scope {
             Some(_) => {
-                self.query_items(acc.partition(agg_kinds::ENTRIES), from, true, limit)
-                    .await?
+                self.query_items(
+                    aggregate_partition(acc, agg_kinds::ENTRIES),
+                    from,
+                    true,
+                    limit,
+                )
+                .await?
             }
             None => {
                 self.query_shards(Self::entry_shard_pks(acc), from, true, limit)

@@ -37,15 +37,17 @@ use aws_sdk_dynamodb::types::{
 };
 use tokio::task::JoinSet;
 
-use super::{
-    DynamoStore, Item, backoff, condition_failed, is_live, key, n, num, s, sdk_err, text,
+use super::DynamoStore;
+use super::items::{
+    Item, backoff, condition_failed, is_live, key, n, num, s, sdk_err, text,
     unless_condition_failed,
 };
-use crate::auth::now_secs;
-use crate::codes::{self, RedeemError, SetInfo, SetUpload, Standing};
-use crate::error::{ApiError, StoreError};
+use crate::clock::now_secs;
+use crate::codes::{self, AppendError, RedeemError, SetInfo, SetUpload, Standing};
+use crate::error::StoreError;
 use crate::ids::{ClientId, UserId};
-use crate::store::{CodeStore, code_keys};
+use crate::store::CodeStore;
+use crate::store::layout::{self, code_keys};
 
 /// Claim items of a set are spread over this many partitions.
 const CLAIM_SHARDS: usize = 4;
@@ -181,7 +183,7 @@ impl DynamoStore {
         generation: &str,
         index: usize,
     ) -> Result<String, StoreError> {
-        let (chunk, offset) = codes::chunk_of(index);
+        let (chunk, offset) = layout::chunk_of(index);
         let pk = code_keys::chunks(client, slot, generation);
         let ck = format!("{pk}#{chunk}");
         if let Some(c) = self.code_cache.chunks.lock().unwrap().get(&ck)
@@ -193,7 +195,7 @@ impl DynamoStore {
             .get_raw(self.codes_table(), &pk, &code_keys::chunk_sk(chunk))
             .await?
             .ok_or_else(|| internal("missing code chunk"))?;
-        let codes: Vec<String> = codes::decode_chunk(text(&item, "c").unwrap_or_default())
+        let codes: Vec<String> = layout::decode_chunk(text(&item, "c").unwrap_or_default())
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -222,8 +224,8 @@ impl DynamoStore {
         let mut index = first_index;
         let mut rest = codes_in;
         while !rest.is_empty() {
-            let (chunk, offset) = codes::chunk_of(index);
-            let take = (codes::CHUNK_CODES - offset).min(rest.len());
+            let (chunk, offset) = layout::chunk_of(index);
+            let take = (layout::CHUNK_CODES - offset).min(rest.len());
             let mut body = String::new();
             if offset > 0 {
                 let item = self
@@ -236,7 +238,7 @@ impl DynamoStore {
                     .to_string();
                 body.push('\n');
             }
-            body.push_str(&codes::encode_chunk(&rest[..take]));
+            body.push_str(&layout::encode_chunk(&rest[..take]));
             let mut item = key(pk, &code_keys::chunk_sk(chunk));
             item.insert("c".into(), s(body));
             item.insert("expires_at".into(), n(expires_at));
@@ -532,7 +534,7 @@ impl CodeStore for DynamoStore {
         client: &ClientId,
         slot: usize,
         new: &[String],
-    ) -> Result<Option<SetInfo>, ApiError> {
+    ) -> Result<Option<SetInfo>, AppendError> {
         let meta_key = key(&code_keys::sets(client), &code_keys::slot_sk(slot));
         let Some(meta) = self.set_meta(client, slot).await? else {
             return Ok(None);
@@ -556,9 +558,7 @@ impl CodeStore for DynamoStore {
             .await;
         if let Err(e) = locked {
             if condition_failed(&e) {
-                return Err(ApiError::conflict(
-                    "another upload to this slot is in progress; try again",
-                ));
+                return Err(AppendError::Busy);
             }
             return Err(sdk_err(e).into());
         }

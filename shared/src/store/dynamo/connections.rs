@@ -19,29 +19,28 @@
 //! `<client>|job|<id>` / `<part>` with the frame `fr`; the table's stream
 //! (filtered on `fr`) hands each job to its own fan-out worker invocation.
 
-use aws_sdk_dynamodb::types::{
-    BillingMode, GlobalSecondaryIndex, KeyType, Projection, ProjectionType, PutRequest,
-    ReturnValue, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
-use super::{
-    DynamoStore, Item, attr_def, condition_failed, is_live, key, key_schema, n, num, s, sdk_err,
-    text,
-};
-use crate::auth::{Role, now_secs};
+use super::DynamoStore;
+use super::items::{Item, condition_failed, is_live, key, n, num, s, sdk_err, text};
+use super::schema::{BY_CHANNEL, BY_OPAQUE, BY_SHARD, BY_USER};
+use crate::auth::Role;
+use crate::clock::now_secs;
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::realtime::Connection;
-use crate::realtime::envelope::{RATE_WINDOW_SECS, SENDS_PER_WINDOW, rate_window};
-use crate::realtime::fanout::{Job, JobPart};
-use crate::store::{ConnectionStore, SINGLE};
+use crate::realtime::job::{Job, JobPart};
+use crate::realtime::rate::{RATE_WINDOW_SECS, SENDS_PER_WINDOW, rate_window};
+use crate::store::ConnectionStore;
+use crate::store::layout::SINGLE;
 
-pub const BY_CHANNEL: &str = "by_channel";
-pub const BY_SHARD: &str = "by_shard";
-pub const BY_OPAQUE: &str = "by_opaque";
-pub const BY_USER: &str = "by_user";
 /// Jobs are delivered within seconds; the item is kept an hour for retries.
 const JOB_TTL_SECS: i64 = 3600;
+/// The attributes of a job item: its extension and its frame. The table's
+/// stream filter (template.yaml) selects new items that have [`JOB_FRAME`];
+/// [`super::stream`] reads jobs back with [`job_from_image`].
+pub const JOB_CLIENT: &str = "cl";
+pub const JOB_FRAME: &str = "fr";
 
 fn conn_pk(id: &ConnectionId) -> String {
     format!("conn|{id}")
@@ -128,51 +127,6 @@ impl DynamoStore {
                 None => return Ok(out),
             }
         }
-    }
-
-    /// Creates the connections table with its indexes and TTL (dev server
-    /// and tests; in AWS the SAM template owns it).
-    pub(super) async fn ensure_connections_table(&self) -> Result<(), StoreError> {
-        let gsi = |name: &str, attr: &str, all: bool| {
-            let projection = if all {
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build()
-            } else {
-                Projection::builder()
-                    .projection_type(ProjectionType::Include)
-                    .non_key_attributes("expires_at")
-                    .build()
-            };
-            GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key_schema(attr, KeyType::Hash))
-                .key_schema(key_schema("pk", KeyType::Range))
-                .projection(projection)
-                .build()
-                .map_err(|e| StoreError::Internal(e.to_string()))
-        };
-        let table = &self.tables.connections;
-        let mut create = self
-            .client
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key_schema("pk", KeyType::Hash))
-            .key_schema(key_schema("sk", KeyType::Range));
-        for attr in ["pk", "sk", "gc", "gx", "go", "gu"] {
-            create = create.attribute_definitions(attr_def(attr));
-        }
-        for (name, attr, all) in [
-            (BY_CHANNEL, "gc", false),
-            (BY_SHARD, "gx", false),
-            (BY_OPAQUE, "go", true),
-            (BY_USER, "gu", true),
-        ] {
-            create = create.global_secondary_indexes(gsi(name, attr, all)?);
-        }
-        let created = create.send().await;
-        self.finish_create(table, created).await
     }
 }
 
@@ -273,16 +227,8 @@ impl ConnectionStore for DynamoStore {
         let requests = jobs
             .iter()
             .map(|job| {
-                let part = match &job.part {
-                    JobPart::Channel(ch) => format!("c:{ch}"),
-                    JobPart::Shard(n) => format!("s:{n}"),
-                };
-                let mut item = key(&joined(&job.client_id, &format!("job|{id}")), &part);
-                item.insert("cl".into(), s(job.client_id.as_str()));
-                item.insert("fr".into(), s(job.frame.clone()));
-                item.insert("expires_at".into(), n(exp));
                 PutRequest::builder()
-                    .set_item(Some(item))
+                    .set_item(Some(job_item(job, &id, exp)))
                     .build()
                     .map(|p| WriteRequest::builder().put_request(p).build())
                     .map_err(|e| StoreError::Internal(e.to_string()))
@@ -293,18 +239,32 @@ impl ConnectionStore for DynamoStore {
     }
 }
 
-/// A job as the fan-out worker reads it back from a stream record's new
-/// image (`cl`, `sk` = part, `fr`).
-pub fn job_from_image(client: &str, part: &str, frame: &str) -> Option<Job> {
-    let part = match part.split_once(':')? {
+/// The item of one job of the batch `id`: `<client>|job|<id>` / `<part>`
+/// (`c:<channel>` or `s:<shard>`), with the client and the frame.
+fn job_item(job: &Job, id: &str, expires_at: i64) -> Item {
+    let part = match &job.part {
+        JobPart::Channel(ch) => format!("c:{ch}"),
+        JobPart::Shard(n) => format!("s:{n}"),
+    };
+    let mut item = key(&joined(&job.client_id, &format!("job|{id}")), &part);
+    item.insert(JOB_CLIENT.into(), s(job.client_id.as_str()));
+    item.insert(JOB_FRAME.into(), s(job.frame.clone()));
+    item.insert("expires_at".into(), n(expires_at));
+    item
+}
+
+/// A job read back from the string attributes of its item (a stream
+/// record's new image): the client, the sort key (its part) and the frame.
+pub(super) fn job_from_image<'a>(attr: impl Fn(&str) -> Option<&'a str>) -> Option<Job> {
+    let part = match attr("sk")?.split_once(':')? {
         ("c", ch) => JobPart::Channel(ChannelId::parse(ch).ok()?),
         ("s", n) => JobPart::Shard(n.parse().ok()?),
         _ => return None,
     };
     Some(Job {
-        client_id: ClientId::parse(client).ok()?,
+        client_id: ClientId::parse(attr(JOB_CLIENT)?).ok()?,
         part,
-        frame: frame.to_string(),
+        frame: attr(JOB_FRAME)?.to_string(),
     })
 }
 
@@ -330,13 +290,45 @@ mod tests {
         assert_eq!(text(&item, "gc"), Some("cid|42"));
     }
 
+    /// A job's stream image as the worker sees it: string attributes.
+    fn image(cl: &'static str, sk: &'static str) -> impl Fn(&str) -> Option<&'static str> {
+        move |k| match k {
+            "sk" => Some(sk),
+            JOB_CLIENT => Some(cl),
+            JOB_FRAME => Some("{}"),
+            _ => None,
+        }
+    }
+
     #[test]
     fn jobs_parse_from_stream_images() {
-        let j = job_from_image("cid", "s:7", "{}").unwrap();
+        let j = job_from_image(image("cid", "s:7")).unwrap();
         assert_eq!(j.part, JobPart::Shard(7));
-        let j = job_from_image("cid", "c:42", "{}").unwrap();
+        let j = job_from_image(image("cid", "c:42")).unwrap();
         assert_eq!(j.part, JobPart::Channel(ChannelId::parse("42").unwrap()));
-        assert!(job_from_image("cid", "x:1", "{}").is_none());
-        assert!(job_from_image("", "s:1", "{}").is_none());
+        assert!(job_from_image(image("cid", "x:1")).is_none());
+        assert!(job_from_image(image("", "s:1")).is_none());
+    }
+
+    #[test]
+    fn jobs_survive_their_item_form() {
+        for part in [
+            JobPart::Shard(7),
+            JobPart::Channel(ChannelId::parse("42").unwrap()),
+        ] {
+            let job = Job {
+                client_id: ClientId::parse("cid").unwrap(),
+                part,
+                frame: "{}".into(),
+            };
+            let image: std::collections::HashMap<String, String> = job_item(&job, "batch", 100)
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_s().ok()?.clone())))
+                .collect();
+            assert_eq!(
+                job_from_image(|k| image.get(k).map(String::as_str)),
+                Some(job)
+            );
+        }
     }
 }

@@ -1,0 +1,84 @@
+//! Every sample event in events/broadcast goes through the Lambda entry
+//! (lambda_http's adapter around this function's router), and the fan-out
+//! worker's stream event through the worker.
+
+use std::sync::Arc;
+
+use medkit::auth::Role;
+use medkit::clock::now_secs;
+use medkit::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
+use medkit::realtime::{Connection, new_connection_id, shard_of};
+use medkit::store::ConnectionStore;
+use medkit::store::dynamo::stream::StreamEvent;
+use medkit::store::embedded::EmbeddedStore;
+use medkit::testing::{
+    RecordingPoster, SAMPLE_CLIENT_ID, invoke, sample_app_with_poster, sample_events,
+};
+use medkit_broadcast::worker;
+
+/// The sample viewer (user 2002) on channel 1001, in extension-wide shard 0.
+fn sample_viewer() -> Connection {
+    let id = std::iter::repeat_with(new_connection_id)
+        .find(|id| shard_of(id) == 0)
+        .unwrap();
+    Connection {
+        id,
+        client_id: ClientId::parse(SAMPLE_CLIENT_ID).unwrap(),
+        channel_id: Some(ChannelId::parse("1001").unwrap()),
+        opaque_user_id: Some(ViewerId::parse("U2002").unwrap()),
+        user_id: None,
+        role: Role::Viewer,
+        connected_at: now_secs(),
+        expires_at: now_secs() + 3600,
+    }
+}
+
+#[tokio::test]
+async fn sample_events_run_through_the_lambda_entry() {
+    let store = EmbeddedStore::in_memory();
+    let viewer = sample_viewer();
+    store.add_connection(&viewer).await.unwrap();
+    let poster = Arc::new(RecordingPoster::default());
+    let app = sample_app_with_poster(store, poster.clone());
+    let router = medkit_broadcast::router(app);
+    let events = sample_events("broadcast");
+    assert_eq!(events.len(), 5, "one per endpoint, and GET with a body");
+    for (name, event) in events {
+        let (status, body) = invoke(&router, &event).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        // Each reaches the sample viewer: broadcast, whisper to U2002, global,
+        // whisper_self (the viewer's own token), pusher.
+        let got: Vec<(ConnectionId, serde_json::Value)> = poster.take();
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0].0, viewer.id);
+    }
+}
+
+#[tokio::test]
+async fn the_fan_out_worker_delivers_a_stream_job() {
+    let store = EmbeddedStore::in_memory();
+    let viewer = sample_viewer();
+    store.add_connection(&viewer).await.unwrap();
+    let poster = Arc::new(RecordingPoster::default());
+    let app = sample_app_with_poster(store, poster.clone());
+    for (name, text) in sample_events("fanout") {
+        let event: StreamEvent = serde_json::from_str(&text).expect(&name);
+        let r = worker::handle(&app, event).await;
+        assert!(r.batch_item_failures.is_empty(), "{name}");
+        let got = poster.take();
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0].1["topic"], "global");
+    }
+    // A record that is not a job is skipped, not retried forever.
+    let junk: StreamEvent = serde_json::from_str(
+        r#"{"Records": [{"eventName": "REMOVE", "dynamodb": {"SequenceNumber": "1"}}]}"#,
+    )
+    .unwrap();
+    assert!(
+        worker::handle(&app, junk)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(poster.take().is_empty());
+}

@@ -1,0 +1,7 @@
+//! The `stores` function's tests, one module per concern, in one test binary
+//! (each binary is a full link of the AWS SDK).
+
+mod api;
+mod events;
+mod logs;
+mod runtime;

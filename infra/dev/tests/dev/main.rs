@@ -1,0 +1,6 @@
+//! The `medkit` binary end to end: `medkit serve` started as a user starts
+//! it, driven over HTTP and WebSockets. One test binary for the crate.
+
+mod common;
+mod realtime;
+mod serve;

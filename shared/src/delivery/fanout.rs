@@ -1,0 +1,238 @@
+//! Fan-out: find a send's recipients in the connection store and post the
+//! frame to each through a [`Poster`] (the API Gateway Management API in
+//! AWS, the dev server's sockets locally), at most [`POST_CONCURRENCY`] posts
+//! in flight.
+//!
+//! - A connection that is gone (410) is deleted; the others still receive.
+//! - Throttled posts are retried with backoff, a few times.
+//! - A slow or dead socket costs one post, never the others' delivery.
+//! - Extension-wide sends are split into [`EXTENSION_SHARDS`] jobs. In AWS the
+//!   store queues them (items on the connections table's stream) and each job
+//!   runs in its own invocation of the fan-out worker; without a queue (the
+//!   dev server) the jobs run here, concurrently. Nothing loops over every
+//!   connection of every channel in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::delivery::{Notifier, NotifyFuture, PostError, Poster};
+use crate::env::Env;
+use crate::error::StoreError;
+use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
+use crate::realtime::EXTENSION_SHARDS;
+use crate::realtime::envelope::{self, Topic};
+use crate::realtime::event::{Audience, Event};
+use crate::realtime::job::{Job, JobPart, Recipients};
+use crate::store::ConnectionStore;
+
+/// Posts in flight per fan-out (per job in AWS).
+pub const POST_CONCURRENCY: usize = 64;
+/// Attempts of a throttled post.
+const POST_ATTEMPTS: u32 = 4;
+
+/// What a fan-out did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub sent: usize,
+    /// Connections found gone and deleted.
+    pub gone: usize,
+    pub failed: usize,
+    /// Jobs handed to workers (delivered later, elsewhere).
+    pub queued: usize,
+}
+
+impl Report {
+    fn add(&mut self, o: Report) {
+        self.sent += o.sent;
+        self.gone += o.gone;
+        self.failed += o.failed;
+        self.queued += o.queued;
+    }
+}
+
+/// The fan-out over a connection store and a poster.
+pub struct Fanout<'a, S> {
+    pub store: &'a S,
+    pub poster: &'a dyn Poster,
+}
+
+impl<S: ConnectionStore> Fanout<'_, S> {
+    /// Delivers `frame` to `to` now (extension-wide: queued as jobs when the
+    /// store can, else run here).
+    pub async fn deliver(
+        &self,
+        client: &ClientId,
+        to: &Recipients,
+        frame: &str,
+    ) -> Result<Report, StoreError> {
+        let ids = match to {
+            Recipients::Channel(ch) => self.store.channel_connections(client, ch).await?,
+            Recipients::ChannelViewer(ch, v) => self.viewer_ids(client, v, Some(ch)).await?,
+            Recipients::Viewer(v) => self.viewer_ids(client, v, None).await?,
+            Recipients::Extension => {
+                let jobs = (0..EXTENSION_SHARDS)
+                    .map(|shard| Job {
+                        client_id: client.clone(),
+                        part: JobPart::Shard(shard),
+                        frame: frame.to_string(),
+                    })
+                    .collect();
+                return self.queue_or_run(jobs).await;
+            }
+        };
+        Ok(self.post_all(ids, Bytes::from(frame.to_string())).await)
+    }
+
+    /// Like [`deliver`](Self::deliver), but a channel send goes to a worker
+    /// when the store can queue it: notifications must not hold up the write
+    /// that caused them.
+    pub async fn enqueue(
+        &self,
+        client: &ClientId,
+        to: &Recipients,
+        frame: &str,
+    ) -> Result<Report, StoreError> {
+        match to {
+            Recipients::Channel(ch) => {
+                let job = Job {
+                    client_id: client.clone(),
+                    part: JobPart::Channel(ch.clone()),
+                    frame: frame.to_string(),
+                };
+                self.queue_or_run(vec![job]).await
+            }
+            _ => self.deliver(client, to, frame).await,
+        }
+    }
+
+    /// Delivers one job (what a fan-out worker invocation does).
+    pub async fn run_job(&self, job: &Job) -> Result<Report, StoreError> {
+        let ids = match &job.part {
+            JobPart::Channel(ch) => self.store.channel_connections(&job.client_id, ch).await?,
+            JobPart::Shard(s) => self.store.shard_connections(&job.client_id, *s).await?,
+        };
+        Ok(self.post_all(ids, Bytes::from(job.frame.clone())).await)
+    }
+
+    async fn queue_or_run(&self, jobs: Vec<Job>) -> Result<Report, StoreError> {
+        if self.store.queue_jobs(&jobs).await? {
+            return Ok(Report {
+                queued: jobs.len(),
+                ..Report::default()
+            });
+        }
+        let runs = futures_util::future::join_all(jobs.iter().map(|j| self.run_job(j))).await;
+        let mut report = Report::default();
+        for r in runs {
+            report.add(r?);
+        }
+        Ok(report)
+    }
+
+    async fn viewer_ids(
+        &self,
+        client: &ClientId,
+        viewer: &ViewerId,
+        channel: Option<&ChannelId>,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        Ok(self
+            .store
+            .viewer_connections(client, viewer)
+            .await?
+            .into_iter()
+            .filter(|c| channel.is_none() || c.channel_id.as_ref() == channel)
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// Posts to every id, bounded concurrency; gone connections are deleted.
+    pub async fn post_all(&self, ids: Vec<ConnectionId>, frame: Bytes) -> Report {
+        let frame = &frame;
+        let outcomes: Vec<(ConnectionId, Result<(), PostError>)> = futures_util::stream::iter(ids)
+            .map(|id| async move {
+                let r = post_with_retry(self.poster, &id, frame).await;
+                (id, r)
+            })
+            .buffer_unordered(POST_CONCURRENCY)
+            .collect()
+            .await;
+        let mut report = Report::default();
+        for (id, outcome) in outcomes {
+            match outcome {
+                Ok(()) => report.sent += 1,
+                Err(PostError::Gone) => {
+                    report.gone += 1;
+                    if let Err(e) = self.store.remove_connection(&id).await {
+                        tracing::warn!(connection = %id, error = %e, "could not delete a gone connection");
+                    }
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(connection = %id, error = ?e, "post failed");
+                }
+            }
+        }
+        report
+    }
+}
+
+async fn post_with_retry(
+    poster: &dyn Poster,
+    id: &ConnectionId,
+    frame: &Bytes,
+) -> Result<(), PostError> {
+    let mut attempt = 0;
+    loop {
+        match poster.post(id, frame).await {
+            Err(PostError::Throttled) if attempt + 1 < POST_ATTEMPTS => {
+                let jitter = crate::random::bytes::<1>()[0] as u64 % 20;
+                tokio::time::sleep(Duration::from_millis((25 << attempt) + jitter)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The `Notifier` that delivers events to connected viewers: a channel's
+/// events on topic `broadcast`, extension-wide ones on `global`.
+pub struct FanoutNotifier<S> {
+    pub store: S,
+    pub poster: Arc<dyn Poster>,
+    pub env: Env,
+}
+
+impl<S: ConnectionStore> FanoutNotifier<S> {
+    async fn send(&self, event: Event) {
+        let (topic, to) = match event.audience {
+            Audience::Channel(ch) => (Topic::Broadcast, Recipients::Channel(ch)),
+            Audience::Extension => (Topic::Global, Recipients::Extension),
+        };
+        let message = match envelope::message(self.env, &event.client_id, &event.name, &event.data)
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(event = %event.name, error = %e, "event not delivered: too large");
+                return;
+            }
+        };
+        let frame = envelope::frame(&topic, &message);
+        let fanout = Fanout {
+            store: &self.store,
+            poster: &*self.poster,
+        };
+        match fanout.enqueue(&event.client_id, &to, &frame).await {
+            Ok(r) => tracing::debug!(event = %event.name, ?r, "event delivered"),
+            Err(e) => tracing::warn!(event = %event.name, error = %e, "event not delivered"),
+        }
+    }
+}
+
+impl<S: ConnectionStore> Notifier for FanoutNotifier<S> {
+    fn notify(&self, event: Event) -> NotifyFuture<'_> {
+        Box::pin(self.send(event))
+    }
+}

@@ -1,0 +1,50 @@
+//! Real-time delivery: the two ports through which frames and events reach
+//! WebSocket clients, and what implements them.
+//!
+//! - [`Poster`]: delivers one frame to one connection. Adapters:
+//!   [`management::ManagementPoster`] (the API Gateway Management API, in
+//!   Lambda and `medkit serve --fanout api`), the dev server's sockets, and
+//!   [`local::NoPoster`].
+//! - [`Notifier`]: delivers an event to its audience, best effort (a write
+//!   that was accepted stays accepted even if its notification is lost).
+//!   Adapters: [`fanout::FanoutNotifier`], [`local::LocalHub`] (in process,
+//!   for tests) and [`local::NoopNotifier`].
+//! - [`fanout`]: the service that finds a send's recipients in the
+//!   connection store and posts to each.
+
+pub mod fanout;
+pub mod local;
+pub mod management;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+use crate::ids::ConnectionId;
+use crate::realtime::event::Event;
+
+/// Why one post failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostError {
+    /// The connection no longer exists (410): forget it.
+    Gone,
+    /// Too many requests: try again later.
+    Throttled,
+    /// Anything else; the cause is logged by the caller.
+    Failed(String),
+}
+
+pub type PostFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PostError>> + Send + 'a>>;
+
+/// Delivers one frame to one connection.
+pub trait Poster: Send + Sync {
+    fn post<'a>(&'a self, id: &'a ConnectionId, frame: &'a Bytes) -> PostFuture<'a>;
+}
+
+pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Object-safe so one process can pick its adapter at start-up.
+pub trait Notifier: Send + Sync {
+    fn notify(&self, event: Event) -> NotifyFuture<'_>;
+}

@@ -1,0 +1,108 @@
+//! The composition root of a Lambda function: configuration from the
+//! environment, the DynamoDB store, delivery through the Management API.
+//! Every function's `main` is a call to [`run_http`] (HTTP API functions) or
+//! [`init`] followed by its own event loop (WebSocket and stream functions).
+
+use std::sync::Arc;
+
+use crate::app::{App, SharedApp};
+use crate::config::{ConfigError, LambdaConfig, require_set};
+use crate::delivery::fanout::FanoutNotifier;
+use crate::delivery::local::{NoPoster, NoopNotifier};
+use crate::delivery::management::ManagementPoster;
+use crate::delivery::{Notifier, Poster};
+use crate::store::dynamo::DynamoStore;
+
+/// What a Lambda entry point returns.
+pub type Error = lambda_http::Error;
+
+/// The app a Lambda function runs: configuration from the environment and the
+/// DynamoDB store. Fails at init, naming the variable, when configuration is bad.
+/// With `MEDKIT_WS_ENDPOINT` set, events reach WebSocket clients through the
+/// Management API; without it they are dropped (logged at debug).
+pub async fn from_env() -> Result<SharedApp<DynamoStore>, ConfigError> {
+    let cfg = LambdaConfig::from_env()?;
+    tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, "configured");
+    let conf = crate::aws::sdk_config(None).await;
+    let store =
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), cfg.tables).with_fanout_queue();
+    let (poster, notifier): (Arc<dyn Poster>, Arc<dyn Notifier>) = match &cfg.ws_endpoint {
+        Some(url) => {
+            let poster: Arc<dyn Poster> = Arc::new(ManagementPoster::from_conf(&conf, url));
+            let notifier = Arc::new(FanoutNotifier {
+                store: store.clone(),
+                poster: poster.clone(),
+                env: cfg.env,
+            });
+            (poster, notifier)
+        }
+        None => (Arc::new(NoPoster), Arc::new(NoopNotifier)),
+    };
+    Ok(Arc::new(App {
+        env: cfg.env,
+        registry: cfg.registry,
+        store,
+        notifier,
+        poster,
+        expiry: cfg.expiry,
+        tokens: Default::default(),
+    }))
+}
+
+/// What every function does at init: JSON logs, a check of the variables
+/// it cannot work without (beyond those every function reads), then the app.
+/// A failure is logged naming the variable and returned, so Lambda reports
+/// an init error.
+pub async fn init(required: &[&'static str]) -> Result<SharedApp<DynamoStore>, Error> {
+    crate::logging::init_json();
+    let app = async {
+        for var in required {
+            require_set(var)?;
+        }
+        from_env().await
+    }
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    Ok(app)
+}
+
+/// Runs an HTTP API function: [`init`], then every API Gateway event through
+/// the router `router` builds over the app.
+pub async fn run_http(
+    required: &[&'static str],
+    router: impl FnOnce(SharedApp<DynamoStore>) -> axum::Router,
+) -> Result<(), Error> {
+    let app = init(required).await?;
+    lambda_http::run(router(app)).await
+}
+
+/// What a non-HTTP function made of one event: its response, and the route
+/// and status its invocation's log line names.
+pub struct Handled<R> {
+    pub response: R,
+    pub route: String,
+    pub status: u16,
+}
+
+/// Runs a function whose events are not HTTP requests (WebSocket routes,
+/// stream batches): [`init`], then every event through `handle`, with one
+/// log line per invocation like the HTTP functions' request lines.
+pub async fn run_events<E, R, F, Fut>(required: &[&'static str], handle: F) -> Result<(), Error>
+where
+    E: serde::de::DeserializeOwned + Send,
+    R: serde::Serialize + Send,
+    F: Fn(SharedApp<DynamoStore>, E) -> Fut,
+    Fut: std::future::Future<Output = Handled<R>> + Send,
+{
+    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+    let app = init(required).await?;
+    let handle = &handle;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
+        let started = std::time::Instant::now();
+        let out = handle(app.clone(), event.payload).await;
+        crate::logging::invocation(&event.context.request_id, &out.route, out.status, started);
+        Ok::<R, Error>(out.response)
+    }))
+    .await
+}

@@ -1,0 +1,157 @@
+//! JSON documents (state, config, the JSON store) on DynamoDB: one item per
+//! document in the stores table, `d` plain JSON or `z` zlib bytes, and a
+//! version `ver` that guards read-modify-writes.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+
+use super::DynamoStore;
+use super::items::{Item, backoff, condition_failed, is_live, key, n, num, s, sdk_err, text};
+use crate::clock::now_secs;
+use crate::error::StoreError;
+use crate::store::codec::{self, Encoded};
+use crate::store::layout::SINGLE;
+use crate::store::{DocKey, DocumentStore};
+
+/// Attempts of one optimistic read-modify-write before giving up with 409.
+const UPDATE_ATTEMPTS: usize = 8;
+
+/// The document of an item: `d` holds plain JSON text, `z` zlib bytes.
+fn item_doc(item: &Item) -> Result<Option<Value>, StoreError> {
+    match (item.get("d"), item.get("z")) {
+        (Some(AttributeValue::S(t)), _) => codec::decode_plain(t).map(Some),
+        (_, Some(AttributeValue::B(b))) => codec::decode_zlib(b.as_ref()).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// `SET` clause and values writing an encoded document, bumping the version.
+fn doc_update(enc: Encoded, expires_at: i64) -> (String, HashMap<String, AttributeValue>) {
+    let (set, remove, body) = match enc {
+        Encoded::Plain(t) => ("d", "z", s(t)),
+        Encoded::Zlib(b) => ("z", "d", AttributeValue::B(Blob::new(b))),
+    };
+    let expr = format!(
+        "SET {set} = :body, ver = if_not_exists(ver, :zero) + :one, expires_at = :exp REMOVE {remove}"
+    );
+    let values = HashMap::from([
+        (":body".to_string(), body),
+        (":zero".to_string(), n(0)),
+        (":one".to_string(), n(1)),
+        (":exp".to_string(), n(expires_at)),
+    ]);
+    (expr, values)
+}
+
+impl DocumentStore for DynamoStore {
+    async fn get_doc(&self, k: &DocKey) -> Result<Option<Value>, StoreError> {
+        match self
+            .get_item(&self.tables.stores, k.partition_key(), SINGLE)
+            .await?
+        {
+            Some(item) => item_doc(&item),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_doc_text(&self, k: &DocKey) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get_item(&self.tables.stores, k.partition_key(), SINGLE)
+            .await?;
+        match item.as_ref().map(|i| (i.get("d"), i.get("z"))) {
+            Some((Some(AttributeValue::S(t)), _)) => Ok(Some(t.clone())),
+            Some((_, Some(AttributeValue::B(b)))) => {
+                codec::decode_text(Encoded::Zlib(b.as_ref().to_vec())).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn get_docs(&self, keys: &[DocKey]) -> Result<Vec<Option<Value>>, StoreError> {
+        let mut unique: Vec<&str> = keys.iter().map(|k| k.partition_key()).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let wanted = unique.iter().map(|pk| key(pk, SINGLE)).collect();
+        let mut found: HashMap<String, Value> = HashMap::new();
+        for item in self.batch_get(&self.tables.stores, wanted).await? {
+            if let (Some(pk), Some(doc)) = (text(&item, "pk"), item_doc(&item)?) {
+                found.insert(pk.to_string(), doc);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.partition_key()).cloned())
+            .collect())
+    }
+
+    async fn put_doc(&self, k: &DocKey, doc: &Value, ttl_secs: i64) -> Result<(), StoreError> {
+        let (expr, values) = doc_update(codec::encode(doc)?, now_secs() + ttl_secs);
+        self.client
+            .update_item()
+            .table_name(self.tables.stores.as_str())
+            .set_key(Some(key(k.partition_key(), SINGLE)))
+            .update_expression(expr)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    /// GetItem then UpdateItem conditioned on the version read: 2 round trips
+    /// without contention; retried with backoff when another writer won.
+    async fn update_doc<F, E>(&self, k: &DocKey, ttl_secs: i64, mut change: F) -> Result<Value, E>
+    where
+        F: FnMut(Option<Value>) -> Result<Value, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let table = self.tables.stores.as_str();
+        let pk = k.partition_key();
+        for attempt in 0..UPDATE_ATTEMPTS {
+            // Read expired items too: their version still guards the write.
+            let item = self.get_raw(table, pk, SINGLE).await?;
+            let now = now_secs();
+            let (current, version) = match &item {
+                Some(item) => {
+                    let doc = if is_live(item, now) {
+                        item_doc(item)?
+                    } else {
+                        None
+                    };
+                    (doc, num(item, "ver"))
+                }
+                None => (None, None),
+            };
+            let new = change(current)?;
+            let (expr, mut values) = doc_update(codec::encode(&new)?, now + ttl_secs);
+            let condition = match version {
+                Some(v) => {
+                    values.insert(":ver".into(), n(v));
+                    "ver = :ver"
+                }
+                None => "attribute_not_exists(pk)",
+            };
+            let written = self
+                .client
+                .update_item()
+                .table_name(table)
+                .set_key(Some(key(pk, SINGLE)))
+                .update_expression(expr)
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            match written {
+                Ok(_) => return Ok(new),
+                Err(e) if condition_failed(&e) => {
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(sdk_err(e).into()),
+            }
+        }
+        Err(StoreError::Contention.into())
+    }
+}

@@ -1,0 +1,35 @@
+//! Failures tests inject into a store, to show what a crash at the worst
+//! moment does. The knobs exist only with the `testing` feature; without it
+//! this is an empty type whose checks are always false, so no Lambda carries
+//! them.
+
+/// Injected failures of one store (shared by its clones).
+#[derive(Debug, Default)]
+pub struct Faults {
+    #[cfg(feature = "testing")]
+    redeem_crashes: std::sync::atomic::AtomicUsize,
+}
+
+impl Faults {
+    /// The next `n` redeems fail right after taking a code and before
+    /// recording it for the user.
+    #[cfg(feature = "testing")]
+    pub fn crash_redeems_after_claim(&self, n: usize) {
+        self.redeem_crashes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this redeem should crash now (one atomic load when unused).
+    #[cfg(feature = "testing")]
+    pub(crate) fn take_redeem_crash(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.redeem_crashes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn take_redeem_crash(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,350 @@
+//! Contract suite of the connection port and the fan-out over it, run against
+//! both adapters: embedded always, DynamoDB when DynamoDB Local is configured
+//! (always in CI).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use medkit::auth::Role;
+use medkit::clock::now_secs;
+use medkit::delivery::fanout::Fanout;
+use medkit::delivery::{PostError, PostFuture, Poster};
+use medkit::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
+use medkit::realtime::job::Recipients;
+use medkit::realtime::rate::SENDS_PER_WINDOW;
+use medkit::realtime::{Connection, EXTENSION_SHARDS, new_connection_id};
+use medkit::store::embedded::EmbeddedStore;
+use medkit::store::{ConnectionStore, Store};
+
+fn client(c: &str) -> ClientId {
+    ClientId::parse(c).unwrap()
+}
+
+fn channel(c: &str) -> ChannelId {
+    ChannelId::parse(c).unwrap()
+}
+
+fn viewer(v: &str) -> ViewerId {
+    ViewerId::parse(v).unwrap()
+}
+
+fn conn(cl: &str, ch: Option<&str>, opaque: &str, user: Option<&str>) -> Connection {
+    let now = now_secs();
+    Connection {
+        id: new_connection_id(),
+        client_id: client(cl),
+        channel_id: ch.map(channel),
+        opaque_user_id: Some(viewer(opaque)),
+        user_id: user.map(|u| UserId::parse(u).unwrap()),
+        role: Role::Viewer,
+        connected_at: now,
+        expires_at: now + 7200,
+    }
+}
+
+fn sorted(mut ids: Vec<ConnectionId>) -> Vec<ConnectionId> {
+    ids.sort();
+    ids
+}
+
+async fn all_shards<S: ConnectionStore>(s: &S, cl: &str) -> Vec<ConnectionId> {
+    let mut all = Vec::new();
+    for shard in 0..EXTENSION_SHARDS {
+        all.extend(s.shard_connections(&client(cl), shard).await.unwrap());
+    }
+    sorted(all)
+}
+
+async fn connections_are_found_by_channel_viewer_and_shard<S: Store>(s: S) {
+    let a1 = conn("c1", Some("A"), "U1", Some("777"));
+    let a2 = conn("c1", Some("A"), "U2", None);
+    let b1 = conn("c1", Some("B"), "U1", Some("777"));
+    let other = conn("c2", Some("A"), "U1", None);
+    for c in [&a1, &a2, &b1, &other] {
+        s.add_connection(c).await.unwrap();
+    }
+    let ch_a = s
+        .channel_connections(&client("c1"), &channel("A"))
+        .await
+        .unwrap();
+    assert_eq!(sorted(ch_a), sorted(vec![a1.id.clone(), a2.id.clone()]));
+    let u1 = s
+        .viewer_connections(&client("c1"), &viewer("U1"))
+        .await
+        .unwrap();
+    let mut u1_ids: Vec<_> = u1.iter().map(|c| c.id.clone()).collect();
+    u1_ids.sort();
+    assert_eq!(u1_ids, sorted(vec![a1.id.clone(), b1.id.clone()]));
+    assert!(u1.contains(&a1), "records come back whole");
+    // By Twitch user id too.
+    let by_user = s
+        .viewer_connections(&client("c1"), &viewer("777"))
+        .await
+        .unwrap();
+    assert_eq!(by_user.len(), 2);
+    assert_eq!(
+        all_shards(&s, "c1").await,
+        sorted(vec![a1.id.clone(), a2.id.clone(), b1.id.clone()])
+    );
+
+    // Disconnect removes it from every index; a second time finds nothing.
+    assert_eq!(s.remove_connection(&a1.id).await.unwrap(), Some(a1.clone()));
+    assert_eq!(s.remove_connection(&a1.id).await.unwrap(), None);
+    let ch_a = s
+        .channel_connections(&client("c1"), &channel("A"))
+        .await
+        .unwrap();
+    assert_eq!(ch_a, vec![a2.id.clone()]);
+    let u1 = s
+        .viewer_connections(&client("c1"), &viewer("U1"))
+        .await
+        .unwrap();
+    assert_eq!(u1, vec![b1.clone()]);
+    assert_eq!(
+        all_shards(&s, "c1").await,
+        sorted(vec![a2.id.clone(), b1.id.clone()])
+    );
+    assert_eq!(all_shards(&s, "c2").await, vec![other.id.clone()]);
+}
+
+async fn expired_connections_are_not_found<S: Store>(s: S) {
+    let mut old = conn("c1", Some("E"), "U5", None);
+    old.expires_at = now_secs() - 1;
+    s.add_connection(&old).await.unwrap();
+    let fresh = conn("c1", Some("E"), "U6", None);
+    s.add_connection(&fresh).await.unwrap();
+    let ids = s
+        .channel_connections(&client("c1"), &channel("E"))
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![fresh.id.clone()]);
+    assert!(
+        s.viewer_connections(&client("c1"), &viewer("U5"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(all_shards(&s, "c1").await, vec![fresh.id]);
+}
+
+async fn sends_are_limited_per_scope_and_window<S: Store>(s: S) {
+    let c = client("c1");
+    // The start of a window, so all sends fall in the same one.
+    let now = now_secs() / 300 * 300 + 1;
+    for i in 0..SENDS_PER_WINDOW {
+        assert!(s.count_send(&c, "A", now).await.unwrap(), "send {i}");
+    }
+    assert!(!s.count_send(&c, "A", now + 10).await.unwrap(), "101st");
+    assert!(
+        !s.count_send(&c, "A", now + 10).await.unwrap(),
+        "still full"
+    );
+    assert!(s.count_send(&c, "B", now).await.unwrap(), "another channel");
+    assert!(
+        s.count_send(&client("c2"), "A", now).await.unwrap(),
+        "another extension"
+    );
+    assert!(
+        s.count_send(&c, "A", now + 300).await.unwrap(),
+        "next window"
+    );
+}
+
+/// A poster that records what it delivered, answers 410 for some ids and
+/// throttles others a few times first.
+#[derive(Default)]
+struct FakePoster {
+    delivered: Mutex<Vec<(ConnectionId, Bytes)>>,
+    gone: HashSet<ConnectionId>,
+    throttles: Mutex<HashMap<ConnectionId, u32>>,
+}
+
+impl Poster for FakePoster {
+    fn post<'a>(&'a self, id: &'a ConnectionId, frame: &'a Bytes) -> PostFuture<'a> {
+        Box::pin(async move {
+            if self.gone.contains(id) {
+                return Err(PostError::Gone);
+            }
+            if let Some(n) = self.throttles.lock().unwrap().get_mut(id)
+                && *n > 0
+            {
+                *n -= 1;
+                return Err(PostError::Throttled);
+            }
+            self.delivered
+                .lock()
+                .unwrap()
+                .push((id.clone(), frame.clone()));
+            Ok(())
+        })
+    }
+}
+
+async fn fanout_removes_gone_connections_and_retries_throttled_ones<S: Store>(s: S) {
+    let conns: Vec<Connection> = (0..20)
+        .map(|i| conn("c1", Some("F"), &format!("V{i}"), None))
+        .collect();
+    for c in &conns {
+        s.add_connection(c).await.unwrap();
+    }
+    let poster = FakePoster {
+        gone: [conns[3].id.clone(), conns[7].id.clone()].into(),
+        throttles: Mutex::new([(conns[5].id.clone(), 2)].into()),
+        ..FakePoster::default()
+    };
+    let fanout = Fanout {
+        store: &s,
+        poster: &poster,
+    };
+    let report = fanout
+        .deliver(&client("c1"), &Recipients::Channel(channel("F")), "frame")
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.gone, report.failed), (18, 2, 0));
+    let delivered: HashSet<ConnectionId> = poster
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, f)| {
+            assert_eq!(&f[..], b"frame");
+            id.clone()
+        })
+        .collect();
+    assert_eq!(delivered.len(), 18, "each live connection exactly once");
+    assert!(
+        delivered.contains(&conns[5].id),
+        "throttled, then delivered"
+    );
+    let left = s
+        .channel_connections(&client("c1"), &channel("F"))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 18, "the gone ones were deleted");
+    assert!(!left.contains(&conns[3].id) && !left.contains(&conns[7].id));
+}
+
+async fn extension_wide_sends_reach_every_channel_once<S: Store>(s: S) {
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let c = conn("c1", Some(&format!("ch{}", i % 7)), &format!("W{i}"), None);
+        ids.push(c.id.clone());
+        s.add_connection(&c).await.unwrap();
+    }
+    s.add_connection(&conn("c2", Some("ch0"), "X", None))
+        .await
+        .unwrap();
+    let poster = FakePoster::default();
+    let fanout = Fanout {
+        store: &s,
+        poster: &poster,
+    };
+    let report = fanout
+        .deliver(&client("c1"), &Recipients::Extension, "g")
+        .await
+        .unwrap();
+    // No queue here: the jobs ran in this process, one per shard.
+    assert_eq!((report.sent, report.queued), (60, 0));
+    let got = sorted(
+        poster
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect(),
+    );
+    assert_eq!(got, sorted(ids));
+
+    // A whisper extension-wide reaches the viewer on every channel it is on.
+    let poster = FakePoster::default();
+    let fanout = Fanout {
+        store: &s,
+        poster: &poster,
+    };
+    let r = fanout
+        .deliver(&client("c1"), &Recipients::Viewer(viewer("W3")), "w")
+        .await
+        .unwrap();
+    assert_eq!(r.sent, 1);
+    let r = fanout
+        .deliver(
+            &client("c1"),
+            &Recipients::ChannelViewer(channel("ch0"), viewer("W3")),
+            "w",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.sent, 0, "W3 is on ch3, not ch0");
+}
+
+macro_rules! contract {
+    ($($name:ident);* $(;)?) => {
+        mod embedded {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(EmbeddedStore::in_memory()).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some((s, _)) = medkit::testing::dynamo_store(stringify!($name)).await {
+                        super::$name(s).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract! {
+    connections_are_found_by_channel_viewer_and_shard;
+    expired_connections_are_not_found;
+    sends_are_limited_per_scope_and_window;
+    fanout_removes_gone_connections_and_retries_throttled_ones;
+    extension_wide_sends_reach_every_channel_once;
+}
+
+/// DynamoDB round trips: connect 1, disconnect 1, a send counted 1, a
+/// channel's recipients 1 (one page), a whisper's 2 (in parallel).
+#[tokio::test]
+async fn dynamodb_round_trips_per_connection_operation() {
+    let Some((s, rt)) =
+        medkit::testing::dynamo_store("dynamodb_round_trips_per_connection_operation").await
+    else {
+        return;
+    };
+    let c = conn("c1", Some("R"), "U1", None);
+    macro_rules! measure {
+        ($what:expr, $expected:expr, $op:expr) => {{
+            rt.reset();
+            $op.await.unwrap();
+            let n = rt.get();
+            println!("round trips: {} = {n}", $what);
+            assert_eq!(n, $expected, $what);
+        }};
+    }
+    measure!("add_connection", 1, s.add_connection(&c));
+    measure!(
+        "count_send",
+        1,
+        s.count_send(&client("c1"), "R", now_secs())
+    );
+    measure!(
+        "channel_connections",
+        1,
+        s.channel_connections(&client("c1"), &channel("R"))
+    );
+    measure!(
+        "viewer_connections",
+        2,
+        s.viewer_connections(&client("c1"), &viewer("U1"))
+    );
+    measure!("remove_connection", 1, s.remove_connection(&c.id));
+}
