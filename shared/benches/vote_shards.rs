@@ -109,8 +109,7 @@ async fn main() {
     for shards in [8u32, 1] {
         let prefix = format!("bench{}-", medkit::random::token_id(6));
         let (store, rt) =
-            medkit::testing::counted_dynamo_store(Some(&endpoint), Tables::with_prefix(&prefix))
-                .await;
+            medkit::testing::counted_dynamo_store(&endpoint, Tables::with_prefix(&prefix));
         store.ensure_tables().await.expect("tables");
         let store = store.with_vote_shards(shards);
         let f = run(store, rt, clients, secs).await;

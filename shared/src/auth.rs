@@ -186,6 +186,7 @@ pub fn verify(registry: &Registry, env: Env, header: Option<&str>) -> Result<Cal
 }
 
 fn decode_with_any_secret(ext: &Extension, token: &str) -> Result<Claims, ApiError> {
+    crate::hs256::install();
     let mut last = ApiError::unauthorized("invalid token signature");
     for secret in &ext.secrets {
         match jsonwebtoken::decode::<Claims>(token, &secret.decoding, &VALIDATION) {
@@ -271,6 +272,7 @@ fn caller_from_claims(ext: &Extension, env: Env, claims: Claims) -> Result<Calle
 /// Signs `claims` with the extension's first secret, varying the filler claim
 /// until the payload segment contains neither `-` nor `_`.
 pub fn mint(ext: &Extension, mut claims: Claims) -> String {
+    crate::hs256::install();
     claims.client_id = Some(ext.client_id.to_string());
     let key = &ext.secrets[0].encoding;
     let header = Header::new(Algorithm::HS256);

@@ -1,20 +1,84 @@
 //! AWS SDK set-up shared by the adapters that talk to AWS (DynamoDB, the
 //! API Gateway Management API): one TLS stack, the Amazon roots compiled in,
-//! bounded timeouts and retries.
+//! bounded timeouts and retries, region and credentials named outright.
+//!
+//! The configuration is built by hand rather than by `aws-config`'s loader:
+//! a Lambda's region and role credentials are in its environment, and a
+//! local endpoint (DynamoDB Local, the dev server's Management API) needs
+//! none. The loader's provider chains (profile files, SSO, web identity
+//! through STS, IMDS) would never run here, yet they were ~0.4 MB of every
+//! bootstrap and part of every init.
 
 use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+
+use crate::error::ConfigError;
 
 /// The roots AWS endpoints chain to (Amazon Trust Services).
 const AWS_ROOTS: &[u8] = include_bytes!("../certs/aws-roots.pem");
 
-/// SDK configuration with one TLS stack (rustls + ring), bounded timeouts and
-/// retries, so an unreachable store answers 503 quickly instead of hanging.
+/// The SDK's standard variables for an endpoint override, the service's own
+/// first (`cargo lambda watch --env-file events/local.env` points a function
+/// at DynamoDB Local with them).
+const ENDPOINT_VARS: [&str; 2] = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"];
+
+/// The configuration of a Lambda function: AWS itself, with the region and
+/// the role's credentials from the environment Lambda gives every function
+/// (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`); or, when an endpoint override is set, that endpoint
+/// as [`local_config`] builds it.
+pub fn lambda_config() -> Result<SdkConfig, ConfigError> {
+    config_from(|name| std::env::var(name).ok())
+}
+
+/// The configuration for an endpoint on this machine or a test's (DynamoDB
+/// Local, the dev server's Management API): fixed dummy credentials and the
+/// region from `AWS_REGION` (default us-east-1), so nothing is looked up.
+pub fn local_config(endpoint: &str) -> SdkConfig {
+    local_from(endpoint, std::env::var("AWS_REGION").ok())
+}
+
+/// Testable core of [`lambda_config`].
+fn config_from(get: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, ConfigError> {
+    let var = |name: &'static str| {
+        get(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing(name))
+    };
+    if let Some(url) = ENDPOINT_VARS.iter().find_map(|v| var(v).ok()) {
+        return Ok(local_from(url.trim(), get("AWS_REGION")));
+    }
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        get("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    Ok(build(None, credentials, var("AWS_REGION")?))
+}
+
+fn local_from(endpoint: &str, region: Option<String>) -> SdkConfig {
+    let credentials = Credentials::new("local", "local", None, None, "medkit-local");
+    let region = region.unwrap_or_else(|| "us-east-1".into());
+    build(Some(endpoint), credentials, region)
+}
+
+/// One TLS stack (rustls + ring), bounded timeouts and retries, so an
+/// unreachable store answers 503 quickly instead of hanging.
 ///
-/// Against AWS itself (no endpoint override) TLS trusts only the Amazon
-/// roots, compiled in: loading the system's CA bundle was ~3 ms of every
-/// cold start (about half of a function's init). An overridden endpoint may
-/// be anything, so it gets the system's roots.
-pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+/// Against AWS itself TLS trusts only the Amazon roots, compiled in: loading
+/// the system's CA bundle was ~3 ms of every cold start (about half of a
+/// function's init). An overridden endpoint may be anything, so it gets the
+/// system's roots.
+fn build(endpoint: Option<&str>, credentials: Credentials, region: String) -> SdkConfig {
     use aws_smithy_http_client::tls;
     let trust = match endpoint {
         None => tls::TrustStore::empty()
@@ -35,42 +99,73 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     // DynamoDB Local (an endpoint override) is one JVM on the same machine as
     // its load: it can take seconds under a test's burst of transactions.
     let slow = if endpoint.is_some() { 10 } else { 1 };
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+    let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(3 * slow))
         .operation_timeout(Duration::from_secs(8 * slow))
         .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
         .http_client(http)
         .timeout_config(timeouts)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
-    // In Lambda the region and the role's credentials are in the
-    // environment: naming them skips the default provider chains (profile
-    // files, SSO, IMDS), ~0.3 ms of a cold start.
-    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
-        && std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-    if let (None, true, Ok(region)) = (endpoint, in_lambda, std::env::var("AWS_REGION")) {
-        loader = loader
-            .region(aws_sdk_dynamodb::config::Region::new(region))
-            .credentials_provider(
-                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-            );
-    }
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        // Retries and timeouts sleep on the tokio runtime.
+        .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .region(Region::new(region));
     if let Some(url) = endpoint {
-        // A local endpoint (DynamoDB Local) needs no real account: fixed dummy
-        // credentials and a default region, so the SDK never probes for them.
-        loader = loader
-            .endpoint_url(url)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "medkit-local",
-            ))
-            .region(aws_sdk_dynamodb::config::Region::new(
-                std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-            ));
+        config = config.endpoint_url(url);
     }
-    loader.load().await
+    config.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const LAMBDA: &[(&str, &str)] = &[
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-example"),
+        ("AWS_SESSION_TOKEN", "token-example"),
+    ];
+
+    #[test]
+    fn a_lambda_environment_names_region_and_credentials() {
+        let conf = config_from(lookup(LAMBDA)).unwrap();
+        assert_eq!(conf.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(conf.endpoint_url(), None);
+        assert!(conf.credentials_provider().is_some());
+        for (i, (var, _)) in LAMBDA.iter().enumerate().take(3) {
+            let mut vars = LAMBDA.to_vec();
+            vars.remove(i);
+            let err = config_from(lookup(&vars)).unwrap_err();
+            assert_eq!(err, ConfigError::Missing(var), "{var}");
+            assert!(!err.to_string().contains("secret-example"));
+        }
+    }
+
+    #[test]
+    fn an_endpoint_override_needs_no_account() {
+        // `cargo lambda watch --env-file events/local.env`.
+        let conf = config_from(lookup(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:8000")])).unwrap();
+        assert_eq!(conf.endpoint_url(), Some("http://127.0.0.1:8000"));
+        assert_eq!(conf.region().map(|r| r.as_ref()), Some("us-east-1"));
+        let conf = config_from(lookup(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:8000"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8001"),
+        ]))
+        .unwrap();
+        assert_eq!(conf.endpoint_url(), Some("http://127.0.0.1:8001"));
+    }
 }

@@ -3,6 +3,7 @@
 //! init with a message naming it.
 
 use crate::env::Env;
+pub use crate::error::ConfigError;
 use crate::expiry::Expiry;
 use crate::registry::Registry;
 use crate::store::dynamo::Tables;
@@ -19,14 +20,6 @@ pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
 /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`). Optional:
 /// without it events are not delivered; the broadcast function requires it.
 pub const ENV_WS_ENDPOINT: &str = "MEDKIT_WS_ENDPOINT";
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
-    #[error("environment variable {var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
 
 /// Fails naming `var` when it is unset or blank: for a function that cannot
 /// work without an otherwise optional variable (the WebSocket endpoint).

@@ -1,4 +1,5 @@
-//! The errors of the domain and of the store ports. No HTTP here: the edge
+//! The errors of the domain, of the store ports and of configuration read at
+//! init. No HTTP here: the edge
 //! (`http::response`) maps every [`ApiError`] variant to a status and a
 //! `{"reason": …}` body. Internal causes are logged here and never sent.
 
@@ -86,4 +87,14 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+/// A variable of the environment a function (or an adapter) cannot start
+/// without, missing or malformed. Never carries the value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
 }

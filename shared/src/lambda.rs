@@ -23,7 +23,7 @@ pub type Error = lambda_http::Error;
 pub async fn from_env() -> Result<SharedApp<DynamoStore>, ConfigError> {
     let cfg = LambdaConfig::from_env()?;
     tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, "configured");
-    let conf = crate::aws::sdk_config(None).await;
+    let conf = crate::aws::lambda_config()?;
     let store =
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), cfg.tables).with_fanout_queue();
     let (poster, notifier): (Arc<dyn Poster>, Arc<dyn Notifier>) = match &cfg.ws_endpoint {

@@ -4,8 +4,8 @@
 //!
 //! 1. **Base:** [`ids`], [`clock`], [`env`], [`error`] (`ApiError`,
 //!    `StoreError`), [`random`], [`hash`], [`logging`]. No HTTP, no SDK.
-//! 2. **Domain:** [`registry`] and [`auth`] (extensions, tokens, the
-//!    `Caller`), [`expiry`], [`documents`], [`aggregate`], [`codes`],
+//! 2. **Domain:** [`registry`], [`hs256`] and [`auth`] (extensions and their
+//!    keys, the token signature, tokens and the `Caller`), [`expiry`], [`documents`], [`aggregate`], [`codes`],
 //!    [`realtime`] (connections, envelopes, jobs, events, the rate window).
 //!    Pure rules and types.
 //! 3. **Ports:** [`store`] (one trait per data family) and [`delivery`]
@@ -33,6 +33,7 @@ pub mod auth;
 pub mod codes;
 pub mod documents;
 pub mod expiry;
+pub mod hs256;
 pub mod realtime;
 pub mod registry;
 

@@ -1,9 +1,12 @@
 //! Log set-up: JSON lines in Lambda (CloudWatch Logs Insights can query
-//! fields), readable lines on a terminal. Level from `RUST_LOG` (default info).
+//! fields), readable lines on a terminal. Levels from `RUST_LOG` (default
+//! info): a level, and `target=level` pairs, comma-separated
+//! (`warn,medkit=debug`). That is the `Targets` filter, which needs no
+//! regular-expression engine (`EnvFilter`'s was ~0.4 MB of every bootstrap).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 static COLD: AtomicBool = AtomicBool::new(true);
 
@@ -22,8 +25,16 @@ pub fn invocation(request_id: &str, route: &str, status: u16, started: std::time
     tracing::info!(request_id, route, status, latency_ms, cold_start, "request");
 }
 
-fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+fn filter() -> Targets {
+    filter_of(std::env::var("RUST_LOG").ok().as_deref())
+}
+
+/// `RUST_LOG`'s value as a filter; absent, empty or malformed: info.
+fn filter_of(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// JSON logs without ANSI colours, for Lambda: one object per line with
@@ -38,24 +49,54 @@ pub fn init_json_with<W>(writer: W)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(writer)
         .json()
         .flatten_event(true)
         // The request id is a field of our own line; the runtime's span list
         // would repeat it on every line.
         .with_span_list(false)
-        .with_env_filter(filter())
         .with_current_span(false)
         .with_ansi(false)
         .without_time() // CloudWatch stamps every line
-        .try_init();
+        .with_max_level(tracing::Level::TRACE) // `RUST_LOG` decides, in `install`
+        .finish();
+    install(logs);
+}
+
+/// Makes `logs`, filtered by `RUST_LOG`, the process's subscriber (once; a
+/// second call keeps the first).
+fn install(logs: impl tracing::Subscriber + Send + Sync + 'static) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let _ = tracing::subscriber::set_global_default(logs.with(filter()));
 }
 
 /// Human-readable logs for the dev server.
 pub fn init_pretty() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_target(false)
-        .try_init();
+    install(
+        tracing_subscriber::fmt()
+            .with_target(false)
+            .with_max_level(tracing::Level::TRACE)
+            .finish(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::filter::LevelFilter;
+
+    use super::filter_of;
+
+    #[test]
+    fn rust_log_sets_levels_by_target() {
+        let f = filter_of(Some("warn,medkit=debug"));
+        assert!(f.would_enable("medkit::store", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(f.would_enable("aws_smithy_runtime", &Level::WARN));
+        for default in [None, Some(""), Some("not a =filter=")] {
+            let f = filter_of(default);
+            assert_eq!(f.default_level(), Some(LevelFilter::INFO), "{default:?}");
+        }
+    }
 }

@@ -217,8 +217,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
     match &args.dynamodb_endpoint {
         Some(url) => {
-            let store =
-                DynamoStore::connect(Some(url), Tables::with_prefix(&args.table_prefix)).await;
+            let store = DynamoStore::connect(url, Tables::with_prefix(&args.table_prefix));
             store
                 .ensure_tables()
                 .await
@@ -282,7 +281,9 @@ async fn run<S: Store>(
     let sockets = Arc::new(ws::Sockets::default());
     let poster: Arc<dyn Poster> = match args.fanout {
         FanoutVia::Direct => Arc::new(ws::DirectPoster(sockets.clone())),
-        FanoutVia::Api => Arc::new(ManagementPoster::connect(&format!("http://{local}/ws")).await),
+        FanoutVia::Api => Arc::new(
+            ManagementPoster::connect(&format!("http://{local}/ws")).map_err(|e| e.to_string())?,
+        ),
     };
     let app = Arc::new(App {
         env: args.environment,

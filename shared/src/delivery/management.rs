@@ -9,6 +9,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
 
 use super::{PostError, PostFuture, Poster};
+use crate::error::ConfigError;
 use crate::ids::ConnectionId;
 
 /// The client is built on the first post: most functions (auth, codes) and
@@ -22,15 +23,19 @@ impl ManagementPoster {
     /// A client for the stage at `endpoint`
     /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, or the
     /// dev server's `http://127.0.0.1:8080/ws`). A loopback endpoint gets
-    /// dummy credentials, as DynamoDB Local does.
-    pub async fn connect(endpoint: &str) -> Self {
-        let local = is_loopback(endpoint);
-        let conf = crate::aws::sdk_config(local.then_some(endpoint)).await;
-        Self::from_conf(&conf, endpoint)
+    /// dummy credentials, as DynamoDB Local does; any other needs the Lambda
+    /// environment's (see `aws::lambda_config`).
+    pub fn connect(endpoint: &str) -> Result<Self, ConfigError> {
+        let conf = if is_loopback(endpoint) {
+            crate::aws::local_config(endpoint)
+        } else {
+            crate::aws::lambda_config()?
+        };
+        Ok(Self::from_conf(&conf, endpoint))
     }
 
-    /// From an SDK configuration already loaded (a Lambda's one at init).
-    pub fn from_conf(conf: &aws_config::SdkConfig, endpoint: &str) -> Self {
+    /// From an SDK configuration already built (a Lambda's one at init).
+    pub fn from_conf(conf: &aws_types::SdkConfig, endpoint: &str) -> Self {
         let conf = aws_sdk_apigatewaymanagement::config::Builder::from(conf)
             .endpoint_url(endpoint)
             // Throttling is retried by the fan-out with its own backoff.

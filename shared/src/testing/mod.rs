@@ -47,8 +47,7 @@ pub async fn dynamo_store(test: &str) -> Option<(DynamoStore, RoundTripCounter)>
         return None;
     };
     let prefix = format!("t{}-", crate::random::token_id(10));
-    let (store, counter) =
-        counted_dynamo_store(Some(&endpoint), Tables::with_prefix(&prefix)).await;
+    let (store, counter) = counted_dynamo_store(&endpoint, Tables::with_prefix(&prefix));
     store
         .ensure_tables()
         .await

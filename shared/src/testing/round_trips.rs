@@ -41,13 +41,11 @@ impl Intercept for RoundTripCounter {
     }
 }
 
-/// A DynamoDB store whose client counts its round trips.
-pub async fn counted_dynamo_store(
-    endpoint: Option<&str>,
-    tables: Tables,
-) -> (DynamoStore, RoundTripCounter) {
+/// A DynamoDB store at `endpoint` (DynamoDB Local) whose client counts its
+/// round trips.
+pub fn counted_dynamo_store(endpoint: &str, tables: Tables) -> (DynamoStore, RoundTripCounter) {
     let counter = RoundTripCounter::default();
-    let conf = aws_sdk_dynamodb::config::Builder::from(&crate::aws::sdk_config(endpoint).await)
+    let conf = aws_sdk_dynamodb::config::Builder::from(&crate::aws::local_config(endpoint))
         .interceptor(counter.clone())
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(conf);

@@ -305,7 +305,7 @@ async fn management_api_answers_410_for_unknown_connections() {
     // And the SDK client reads that as `Gone`, which the fan-out acts on.
     let poster =
         medkit::delivery::management::ManagementPoster::connect(&format!("{}/ws", ctx.server.base))
-            .await;
+            .unwrap();
     let id = medkit::ids::ConnectionId::parse("nobody123=").unwrap();
     let r = medkit::delivery::Poster::post(&poster, &id, &bytes::Bytes::from_static(b"{}")).await;
     assert_eq!(r, Err(medkit::delivery::PostError::Gone));

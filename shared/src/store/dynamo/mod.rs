@@ -60,10 +60,9 @@ impl DynamoStore {
         self
     }
 
-    /// A store from an SDK config (endpoint override for DynamoDB Local).
-    pub async fn connect(endpoint: Option<&str>, tables: Tables) -> Self {
-        let conf = crate::aws::sdk_config(endpoint).await;
-        Self::new(Client::new(&conf), tables)
+    /// A store at an endpoint on this machine (DynamoDB Local).
+    pub fn connect(endpoint: &str, tables: Tables) -> Self {
+        Self::new(Client::new(&crate::aws::local_config(endpoint)), tables)
     }
 
     /// Failure injection for tests.
