@@ -20,7 +20,12 @@ echo "== cargo test"
 export MEDKIT_TEST_DYNAMODB_ENDPOINT="$endpoint"
 export MEDKIT_REQUIRE_DYNAMODB=1
 export AWS_EC2_METADATA_DISABLED=true
-cargo test --workspace --all-targets
+# Every library's unit tests, every crate's integration-test binary (with the
+# dev server binary's own tests), the benchmarks as smoke tests. Not
+# `--all-targets`, and not `--benches`: those also link each Lambda's
+# `main.rs` (no tests: `test = false`) and the examples as test binaries, each
+# a full link of the AWS SDK. Clippy (`.ci/run`) still compiles every target.
+cargo test --workspace --lib --tests --bench '*'
 
 echo "== JavaScript client (official @muxy/extensions-js against medkit serve)"
 # target/debug/medkit is the binary `cargo test` built for the dev server's
