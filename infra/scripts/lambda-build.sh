@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds every function's arm64 `bootstrap` with cargo-lambda (what `sam build`
-# and `cargo lambda deploy` ship) and checks each against the 6 MB budget.
+# and `cargo lambda deploy` ship) and checks each against the 5 MB budget.
 # Installs cargo-lambda + zig into .tools/ and the Rust target if missing.
 #   infra/scripts/lambda-build.sh
 set -euo pipefail
@@ -13,7 +13,7 @@ if command -v rustup >/dev/null; then
 fi
 packages=(medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast)
 cargo lambda build --release --arm64 "${packages[@]/#/-p}"
-budget=6000000
+budget=5000000
 status=0
 printf '%-18s %12s\n' function "bootstrap (B)"
 for bin in medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast medkit-fanout; do
