@@ -36,6 +36,20 @@
   const PING_MS = 5 * 60 * 1000;
   // Reconnect delays after a dropped socket (the last one repeats).
   const RETRY_MS = [500, 1000, 2000, 5000, 10000, 30000];
+  // The server stops delivering to a connection when its token expires:
+  // reconnect with the client's current token this long before.
+  const RENEW_BEFORE_MS = 60 * 1000;
+
+  /** A JWT's `exp` in milliseconds, or null when it has none. */
+  function expiryMs(token) {
+    try {
+      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const exp = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4))).exp;
+      return typeof exp === 'number' ? exp * 1000 : null;
+    } catch (err) {
+      return null;
+    }
+  }
 
   /** The `{event, data}` object of an envelope string. */
   async function decodeEnvelope(message) {
@@ -72,6 +86,8 @@
    * @param options.WebSocket a WebSocket class (default: the global one).
    * @param options.token a function returning the JWT (default: the client's).
    * @param options.onError called with send failures and socket errors.
+   * @param options.renewBeforeMs reconnect this long before the token's
+   *   `exp` (default 60 s), when the server would stop delivering.
    */
   function createMessenger(Muxy, options) {
     const opts = options || {};
@@ -84,12 +100,14 @@
     }
     const currentToken = opts.token || (() => Muxy && Muxy.client && Muxy.client.token);
     const onError = opts.onError || ((err) => console.warn('medkit messenger:', err));
+    const renewBeforeMs = opts.renewBeforeMs === undefined ? RENEW_BEFORE_MS : opts.renewBeforeMs;
 
     const listeners = new Set();
     let socket = null;
     let closed = false;
     let attempt = 0;
     let pinger = null;
+    let renewTimer = null;
     let retryTimer = null;
     let waiting = [];
     // Frames are handled one after another: decoding is asynchronous, and a
@@ -132,6 +150,11 @@
       ws.onopen = () => {
         attempt = 0;
         pinger = setInterval(() => ws.send('{"type":"ping"}'), PING_MS);
+        const exp = expiryMs(token);
+        if (exp !== null) {
+          // Closing makes onclose reconnect with the current token.
+          renewTimer = setTimeout(() => ws.close(1000), Math.max(0, exp - renewBeforeMs - Date.now()));
+        }
         settle();
       };
       ws.onmessage = (ev) => {
@@ -140,6 +163,7 @@
       ws.onerror = () => onError(new Error('WebSocket error'));
       ws.onclose = () => {
         clearInterval(pinger);
+        clearTimeout(renewTimer);
         if (socket === ws) {
           socket = null;
         }
@@ -206,6 +230,7 @@
       close() {
         closed = true;
         clearTimeout(retryTimer);
+        clearTimeout(renewTimer);
         clearInterval(pinger);
         if (socket) {
           socket.close(1000);

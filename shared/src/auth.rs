@@ -160,9 +160,19 @@ static VALIDATION: LazyLock<Validation> = LazyLock::new(|| {
     v
 });
 
+/// Longest token accepted: a Twitch extension JWT is well under 2 KB.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Longest `Authorization` value accepted, whitespace included.
+pub const MAX_AUTHORIZATION_BYTES: usize = 8192;
+
 /// Splits `Authorization: <client_id> <jwt>`.
 pub fn parse_authorization(header: Option<&str>) -> Result<(&str, &str), ApiError> {
     let header = header.ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+    if header.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(ApiError::unauthorized(format!(
+            "the Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes"
+        )));
+    }
     let (client_id, token) = header
         .trim()
         .split_once(' ')
@@ -172,7 +182,13 @@ pub fn parse_authorization(header: Option<&str>) -> Result<(&str, &str), ApiErro
             "Authorization must be '<client_id> <jwt>', without a scheme",
         ));
     }
-    Ok((client_id, token.trim()))
+    let token = token.trim();
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(ApiError::unauthorized(format!(
+            "the token is longer than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    Ok((client_id, token))
 }
 
 /// Verifies an `Authorization` header value and returns the caller.
@@ -307,48 +323,62 @@ pub fn claims_for(role: Role, channel: &str, user_id: Option<&str>, ttl_secs: i6
 }
 
 /// Verified tokens, so a viewer polling with the same token pays for the
-/// signature and claims checks once. Keyed by the whole `Authorization` value
-/// (client id and token, compared in full); an entry is used only while its
-/// token's `exp` holds. The registry and environment of a process never
-/// change, so a cached verdict stays correct. Bounded: cleared when full.
+/// signature and claims checks once. Keyed by the parsed client id and token
+/// (so padding a header does not make a new entry), compared in full; an
+/// entry is used only while its token's `exp` holds. The registry and
+/// environment of a process never change, so a cached verdict stays correct.
+/// Bounded in entries and in bytes: cleared when either is full.
 pub struct TokenCache {
-    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, Caller>>,
+    entries: std::sync::Mutex<CacheEntries>,
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    map: std::collections::HashMap<Box<str>, Caller>,
+    /// Key bytes plus a fixed allowance per entry for its `Caller`.
+    bytes: usize,
 }
 
 impl TokenCache {
     const CAPACITY: usize = 8192;
+    const MAX_BYTES: usize = 4 << 20;
+    /// What one entry costs beside its key (the `Caller` and the map's own).
+    const ENTRY_BYTES: usize = 256;
 
     pub fn new() -> Self {
         TokenCache {
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            entries: std::sync::Mutex::new(CacheEntries::default()),
         }
     }
 
-    /// Like [`verify`], answering repeated headers from the cache.
+    /// Like [`verify`], answering repeated tokens from the cache.
     pub fn verify(
         &self,
         registry: &Registry,
         env: Env,
         header: Option<&str>,
     ) -> Result<Caller, ApiError> {
-        let Some(h) = header else {
-            return verify(registry, env, header);
-        };
+        let (client_id, token) = parse_authorization(header)?;
+        let key = format!("{client_id} {token}");
         let now = now_secs();
         let still_valid = |c: &Caller| c.expires_at + LEEWAY_SECS as i64 > now;
-        if let Some(c) = self.lock().get(h).filter(|c| still_valid(c)) {
+        if let Some(c) = self.lock().map.get(key.as_str()).filter(|c| still_valid(c)) {
             return Ok(c.clone());
         }
-        let caller = verify(registry, env, header)?;
+        let caller = verify(registry, env, Some(&key))?;
         let mut entries = self.lock();
-        if entries.len() >= Self::CAPACITY {
-            entries.clear();
+        let cost = key.len() + Self::ENTRY_BYTES;
+        if entries.map.len() >= Self::CAPACITY || entries.bytes + cost > Self::MAX_BYTES {
+            entries.map.clear();
+            entries.bytes = 0;
         }
-        entries.insert(h.into(), caller.clone());
+        if entries.map.insert(key.into(), caller.clone()).is_none() {
+            entries.bytes += cost;
+        }
         Ok(caller)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<str>, Caller>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheEntries> {
         // A panic while holding the lock cannot leave the map inconsistent.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -388,7 +418,7 @@ mod tests {
             assert_eq!(c.role, Role::Broadcaster);
             assert_eq!(c.user_id.unwrap().as_str(), "9");
         }
-        assert_eq!(cache.lock().len(), 1);
+        assert_eq!(cache.lock().map.len(), 1);
     }
 
     #[test]
@@ -398,7 +428,7 @@ mod tests {
         let mut stale = verify(&reg, Env::Sandbox, Some(&h)).unwrap();
         stale.role = Role::Admin;
         stale.expires_at = now_secs() - 3600;
-        cache.lock().insert(h.as_str().into(), stale);
+        cache.lock().map.insert(h.as_str().into(), stale);
         // The stale entry is not used: the token is verified afresh.
         assert_eq!(
             cache.verify(&reg, Env::Sandbox, Some(&h)).unwrap().role,
@@ -415,7 +445,50 @@ mod tests {
         }
         assert!(cache.verify(&reg, Env::Sandbox, Some("c garbage")).is_err());
         assert!(cache.verify(&reg, Env::Sandbox, None).is_err());
-        assert!(cache.lock().is_empty());
+        assert!(cache.lock().map.is_empty());
+    }
+
+    /// Finding 4 of issue #16: the cache was keyed on the raw header, so
+    /// one valid token padded with N spaces was a new entry each time (600
+    /// requests with 200 KB of padding: RSS from 19 MB to 135 MB).
+    #[test]
+    fn padded_headers_share_one_entry() {
+        let (reg, cache) = (registry(), TokenCache::new());
+        let h = header(Role::Viewer, 60);
+        let (client, token) = h.split_once(' ').unwrap();
+        for n in 1..=50 {
+            let pad = " ".repeat(n);
+            let padded = format!("{pad}{client}{pad}{token}{pad}");
+            cache.verify(&reg, Env::Sandbox, Some(&padded)).unwrap();
+        }
+        assert_eq!(cache.lock().map.len(), 1);
+        // Over the limits: refused before any work, never cached.
+        let padded = format!("{client} {token}{}", " ".repeat(MAX_AUTHORIZATION_BYTES));
+        let long = format!("{client} {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        for bad in [padded, long] {
+            let e = cache.verify(&reg, Env::Sandbox, Some(&bad)).unwrap_err();
+            assert!(e.to_string().contains("longer than"), "{e}");
+        }
+        assert_eq!(cache.lock().map.len(), 1);
+    }
+
+    /// The same finding: distinct valid tokens near the size limit never
+    /// make the cache hold more than its byte bound.
+    #[test]
+    fn the_cache_is_bounded_in_bytes() {
+        let (reg, cache) = (registry(), TokenCache::new());
+        let ext = reg.get("c").unwrap();
+        for i in 0..1500 {
+            let mut claims = claims_for(Role::Viewer, "1", Some(&i.to_string()), 60);
+            claims.opaque_user_id = Some(format!("U{i}{}", "o".repeat(2500)));
+            let token = mint(ext, claims);
+            assert!(token.len() <= MAX_TOKEN_BYTES);
+            cache
+                .verify(&reg, Env::Sandbox, Some(&format!("c {token}")))
+                .unwrap();
+            assert!(cache.lock().bytes <= TokenCache::MAX_BYTES);
+        }
+        assert!(cache.lock().map.len() < 1500, "it was cleared on the way");
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub const MAX_DOC_BYTES: usize = 500 * 1024;
 pub const MAX_JSON_STORE_BYTES: usize = 2 * 1024;
 /// Entries in a multi-get or an admin map PATCH.
 pub const MAX_IDS: usize = 1000;
+/// Bytes one JSON Patch may copy in all (its `copy` operations' sources,
+/// measured before each copy is made). A `copy` from the root doubles the
+/// document, so without a bound k copies cost 2^k bytes; with it, a patch
+/// grows a document by at most this plus its own body.
+pub const MAX_PATCH_COPY_BYTES: usize = MAX_DOC_BYTES;
 
 /// 400 unless `v` is a JSON object (every store's root is one).
 pub fn require_object(v: &Value, what: &str) -> Result<(), ApiError> {
@@ -25,7 +30,7 @@ pub fn require_object(v: &Value, what: &str) -> Result<(), ApiError> {
 
 /// 413 when `v` serializes to more than `limit` bytes.
 pub fn check_size(v: &Value, limit: usize, what: &str) -> Result<(), ApiError> {
-    let len = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    let len = json_len(v);
     if len > limit {
         return Err(ApiError::too_large(format!(
             "{what} is {len} bytes; the limit is {limit}"
@@ -64,14 +69,60 @@ impl Patch {
     ) -> Result<Value, ApiError> {
         let mut doc = current.unwrap_or_else(|| Value::Object(Default::default()));
         match self {
-            Patch::Json(p) => json_patch::patch(&mut doc, p)
-                .map_err(|e| ApiError::bad_request(format!("JSON Patch failed: {e}")))?,
+            Patch::Json(p) => apply_operations(&mut doc, p, what)?,
+            // A merge patch adds at most its own size (the request body's).
             Patch::Merge(m) => json_patch::merge(&mut doc, m),
         }
         require_object(&doc, what)?;
         check_size(&doc, limit, what)?;
         Ok(doc)
     }
+}
+
+/// RFC 6902 operations one at a time on a working copy (a failure discards
+/// it, so nothing is half applied), with the bytes the patch copies counted
+/// before each copy is made: over [`MAX_PATCH_COPY_BYTES`] in all is a 413.
+fn apply_operations(
+    doc: &mut Value,
+    patch: &json_patch::Patch,
+    what: &str,
+) -> Result<(), ApiError> {
+    let mut copied = 0usize;
+    for (i, op) in patch.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(c) = op {
+            let source = doc.pointer(c.from.as_str()).map(json_len).unwrap_or(0);
+            copied = copied.saturating_add(source);
+            if copied > MAX_PATCH_COPY_BYTES {
+                return Err(ApiError::too_large(format!(
+                    "this patch copies more than {MAX_PATCH_COPY_BYTES} bytes of the {what}"
+                )));
+            }
+        }
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
+            ApiError::bad_request(format!(
+                "JSON Patch failed: operation '/{i}' failed at path '{}': {}",
+                e.path, e.kind
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The length of `v` as compact JSON, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
 }
 
 /// Validates a replacement document (POST).

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The route exists, the method does not.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// The request (its body) did not arrive in time.
+    #[error("the request was not received in time")]
+    RequestTimeout,
     /// The store did not answer or throttled us: retryable.
     #[error("the data store is unavailable, try again")]
     Unavailable,

@@ -89,6 +89,17 @@ id_type!(
     ConnectionId, "connection id"
 );
 
+impl ConnectionId {
+    /// The id as logs show it: its first four characters. A connection id is
+    /// all it takes to post to that connection through the Management API
+    /// (on AWS with IAM credentials, on the dev server with none), so logs
+    /// never carry it whole.
+    pub fn redacted(&self) -> String {
+        let head: String = self.0.chars().take(4).collect();
+        format!("{head}…")
+    }
+}
+
 impl AggregateId {
     pub fn is_global(&self) -> bool {
         self.0.starts_with("global")

@@ -34,6 +34,7 @@ pub mod codes;
 pub mod documents;
 pub mod expiry;
 pub mod hs256;
+pub mod limits;
 pub mod realtime;
 pub mod registry;
 

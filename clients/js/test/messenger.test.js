@@ -150,6 +150,33 @@ test('a dropped socket reconnects with the current token; close() stops that', a
   await assert.rejects(m.ready(), /closed/);
 });
 
+test('reconnects with the current token before the old one expires', async () => {
+  const jwt = (exp) =>
+    `h.${Buffer.from(JSON.stringify({ exp, role: 'viewer' })).toString('base64url')}.s`;
+  const soon = jwt(Math.floor(Date.now() / 1000) + 2);
+  const later = jwt(Math.floor(Date.now() / 1000) + 3600);
+  FakeSocket.opened = [];
+  const tokens = [soon];
+  const m = createMessenger(null, {
+    url: 'ws://127.0.0.1:9/ws',
+    WebSocket: FakeSocket,
+    token: () => tokens[0],
+    renewBeforeMs: 1500,
+  });
+  m.extensionID = 'cid';
+  m.listen('cid', 'broadcast', () => {});
+  FakeSocket.opened[0].open();
+  await m.ready();
+  tokens[0] = later; // the client refreshed its token meanwhile
+  await until(() => FakeSocket.opened.length === 2, 'the renewal');
+  assert.equal(FakeSocket.opened[0].readyState, 3, 'the old socket was closed');
+  assert.equal(FakeSocket.opened[1].url.searchParams.get('token'), later);
+  FakeSocket.opened[1].open();
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(FakeSocket.opened.length, 2, 'a token an hour away waits');
+  m.close();
+});
+
 test('waits for a token before connecting', async () => {
   const { m, nextToken } = setup([undefined, 't9']);
   m.listen('cid', 'broadcast', () => {});

@@ -12,15 +12,46 @@ use axum::routing::{get, post};
 use medkit::aggregate::AggKey;
 use medkit::app::SharedApp;
 use medkit::auth::{Caller, Role};
+use medkit::clock::now_secs;
 use medkit::error::ApiError;
 use medkit::http::{QueryMap, finish};
 use medkit::ids::AggregateId;
-use medkit::store::{AggregateStore, AuthStore, DocumentStore};
+use medkit::ids::ViewerId;
+use medkit::limits::NEW_AGGREGATES_PER_VIEWER;
+use medkit::store::{AggregateStore, AuthStore, DocumentStore, LimitStore};
 
 pub use vote::{MAX_LOG_ENTRIES, VoteNotices};
 
 const PRIVILEGED: &[Role] = &[Role::Admin, Role::Backend];
 const CHANNEL_OWNERS: &[Role] = &[Role::Broadcaster, Role::Admin, Role::Backend];
+
+/// A first vote in a poll or key in a ranking spends from the caller's budget
+/// of distinct polls and rankings per hour (the extension's own roles are
+/// not limited); 429 when it is spent.
+async fn spend_new_aggregate<S: LimitStore>(
+    app: &SharedApp<S>,
+    caller: &Caller,
+    voter: &ViewerId,
+    agg: &AggKey,
+    kind: &str,
+) -> Result<(), ApiError> {
+    if caller.role.is_privileged() {
+        return Ok(());
+    }
+    let limit = NEW_AGGREGATES_PER_VIEWER;
+    let now = now_secs();
+    let budget = format!("new|{voter}");
+    let item = agg.fingerprint(kind);
+    if app
+        .store
+        .spend_distinct(&caller.client_id, &budget, &item, limit, now)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(limit.refusal("polls and rankings of your own", now))
+    }
+}
 
 /// The aggregate named by `?id=` (default `default`) as the caller sees it.
 fn agg_key(caller: &Caller, query: &QueryMap) -> Result<(AggregateId, AggKey), ApiError> {
@@ -30,7 +61,8 @@ fn agg_key(caller: &Caller, query: &QueryMap) -> Result<(AggregateId, AggKey), A
 }
 
 /// The routes, without the common layers (the dev server merges several functions).
-pub fn routes<S: DocumentStore + AggregateStore + AuthStore>() -> Router<SharedApp<S>> {
+pub fn routes<S: DocumentStore + AggregateStore + AuthStore + LimitStore>() -> Router<SharedApp<S>>
+{
     let notices = std::sync::Arc::new(VoteNotices::default());
     Router::new()
         .route(
@@ -75,6 +107,8 @@ pub fn routes<S: DocumentStore + AggregateStore + AuthStore>() -> Router<SharedA
 }
 
 /// The complete router this function serves.
-pub fn router<S: DocumentStore + AggregateStore + AuthStore>(app: SharedApp<S>) -> Router {
+pub fn router<S: DocumentStore + AggregateStore + AuthStore + LimitStore>(
+    app: SharedApp<S>,
+) -> Router {
     finish(routes::<S>().with_state(app))
 }

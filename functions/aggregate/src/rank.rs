@@ -9,12 +9,12 @@ use medkit::auth::Caller;
 use medkit::clock::now_secs;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, ok};
-use medkit::store::{AggregateStore, AuthStore};
+use medkit::store::{AggregateStore, AuthStore, LimitStore};
 use serde_json::json;
 
-use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key};
+use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key, spend_new_aggregate};
 
-pub async fn set<S: AggregateStore + AuthStore>(
+pub async fn set<S: AggregateStore + AuthStore + LimitStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     query: QueryMap,
@@ -23,6 +23,7 @@ pub async fn set<S: AggregateStore + AuthStore>(
     let (_, key) = agg_key(&caller, &query)?;
     let new_key = rank::parse_key(&body)?;
     let voter = caller.voter_id()?;
+    spend_new_aggregate(&app, &caller, &voter, &key, "r").await?;
     let bucket = expiry_bucket(now_secs(), app.expiry.rank_secs);
     let original = app
         .store

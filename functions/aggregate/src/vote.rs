@@ -18,10 +18,10 @@ use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, ok, ok_text};
 use medkit::ids::AggregateId;
 use medkit::realtime::event::{Audience, Event};
-use medkit::store::{AggregateStore, AuthStore};
+use medkit::store::{AggregateStore, AuthStore, LimitStore};
 use serde_json::json;
 
-use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key};
+use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key, spend_new_aggregate};
 
 /// Most ballots one `vote_logs` answer lists (the earliest cast), keeping the
 /// response well under API Gateway/Lambda's 6 MB payload limit.
@@ -129,7 +129,7 @@ async fn announce<S: AggregateStore>(
     }
 }
 
-pub async fn cast<S: AggregateStore + AuthStore>(
+pub async fn cast<S: AggregateStore + AuthStore + LimitStore>(
     State(app): State<SharedApp<S>>,
     Extension(notices): Extension<Arc<VoteNotices>>,
     caller: Caller,
@@ -138,9 +138,11 @@ pub async fn cast<S: AggregateStore + AuthStore>(
 ) -> Result<Response, ApiError> {
     let (id, poll) = agg_key(&caller, &query)?;
     let input = VoteInput::parse(&body)?;
+    let voter = caller.voter_id()?;
+    spend_new_aggregate(&app, &caller, &voter, &poll, "v").await?;
     let now = now_secs();
     let ballot = Ballot {
-        voter: caller.voter_id()?.to_string(),
+        voter: voter.to_string(),
         user_id: caller
             .user_id
             .as_ref()

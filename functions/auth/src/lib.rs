@@ -16,7 +16,8 @@ use medkit::env::Env;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, finish, ok};
 use medkit::ids::{ChannelId, UserId};
-use medkit::store::AuthStore;
+use medkit::limits::{PIN_FAILURES_PER_CHANNEL, PIN_FAILURES_PER_EXTENSION};
+use medkit::store::{AuthStore, ConnectionStore, LimitStore};
 use serde_json::{Value, json};
 
 /// Sandbox tokens live about 30 minutes; the client refreshes every 25.
@@ -227,8 +228,11 @@ async fn create_pin<S: AuthStore>(
     Err(ApiError::Unavailable)
 }
 
-/// `POST validate_pin` (broadcaster): binds the PIN's token to the caller's channel.
-async fn validate_pin<S: AuthStore>(
+/// `POST validate_pin` (broadcaster): binds the PIN's token to the caller's
+/// channel. Every attempt first spends from two budgets of wrong PINs, the
+/// channel's and the extension's (a right PIN gives them back), so guessing
+/// is refused with 429 before a PIN is even looked up.
+async fn validate_pin<S: AuthStore + LimitStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -242,17 +246,40 @@ async fn validate_pin<S: AuthStore>(
         return Err(ApiError::bad_request("a PIN is 6 letters or digits"));
     }
     let channel = caller.channel()?;
+    let (client, now) = (&caller.client_id, now_secs());
+    let ours = format!("pin|c|{channel}");
+    let budgets = [
+        (
+            ours.as_str(),
+            PIN_FAILURES_PER_CHANNEL,
+            "wrong PINs from this channel",
+        ),
+        (
+            "pin|x",
+            PIN_FAILURES_PER_EXTENSION,
+            "wrong PINs for this extension",
+        ),
+    ];
+    for (i, (key, limit, what)) in budgets.iter().enumerate() {
+        if !app.store.spend(client, key, *limit, now).await? {
+            for (spent, limit, _) in &budgets[..i] {
+                app.store.refund(client, spent, *limit, now).await?;
+            }
+            return Err(limit.refusal(what, now));
+        }
+    }
     let claimed = app
         .store
-        .claim_pin(
-            &caller.client_id,
-            &pin,
-            channel,
-            now_secs() + PIN_TOKEN_SECS,
-        )
+        .claim_pin(client, &pin, channel, now + PIN_TOKEN_SECS)
         .await?;
     match claimed {
-        Some(_) => Ok(ok(json!({}))),
+        Some(_) => {
+            // A right PIN is no wrong guess.
+            for (key, limit, _) in &budgets {
+                app.store.refund(client, key, *limit, now).await?;
+            }
+            Ok(ok(json!({})))
+        }
         None => Err(ApiError::not_found("no such PIN, or it expired")),
     }
 }
@@ -269,21 +296,24 @@ async fn pin_token_exists<S: AuthStore>(
     Ok(ok(json!({ "exists": exists })))
 }
 
-async fn revoke_pins<S: AuthStore>(
+/// `DELETE pin` (broadcaster): revokes the channel's PIN-issued tokens and
+/// closes the sockets they opened, so none keeps receiving.
+async fn revoke_pins<S: AuthStore + ConnectionStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Broadcaster])?;
-    let n = app
-        .store
-        .revoke_pin_tokens(&caller.client_id, caller.channel()?)
-        .await?;
-    tracing::info!(revoked = n, "PIN tokens revoked");
+    let (client, channel) = (&caller.client_id, caller.channel()?);
+    let n = app.store.revoke_pin_tokens(client, channel).await?;
+    let sockets = app.store.pin_connections(client, channel).await?;
+    let found = sockets.len();
+    let closed = app.fanout().close_all(sockets).await;
+    tracing::info!(revoked = n, sockets = found, closed, "PIN tokens revoked");
     Ok(ok(json!({})))
 }
 
 /// The routes, without the common layers (the dev server merges several functions).
-pub fn routes<S: AuthStore>() -> Router<SharedApp<S>> {
+pub fn routes<S: AuthStore + LimitStore + ConnectionStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route("/v1/e/authtoken", post(authtoken::<S>))
         .route("/v1/e/user_info", get(user_info::<S>))
@@ -294,7 +324,7 @@ pub fn routes<S: AuthStore>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: AuthStore>(app: SharedApp<S>) -> Router {
+pub fn router<S: AuthStore + LimitStore + ConnectionStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }
 

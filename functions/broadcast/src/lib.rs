@@ -21,10 +21,11 @@ use medkit::env::Env;
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, finish, ok};
 use medkit::ids::{ChannelId, ClientId, ViewerId};
+use medkit::limits::SENDS;
 use medkit::realtime::envelope::{self, Target, Topic};
 use medkit::realtime::job::Recipients;
-use medkit::realtime::rate::{self, RATE_WINDOW_SECS, SENDS_PER_WINDOW};
-use medkit::store::{AuthStore, ConnectionStore};
+use medkit::realtime::rate::{self, Budget, RATE_WINDOW_SECS, SENDS_PER_WINDOW};
+use medkit::store::{AuthStore, ConnectionStore, LimitStore};
 use serde_json::{Value, json};
 
 pub mod worker;
@@ -110,37 +111,39 @@ fn unscoped<'a>(env: Env, client: &ClientId, event: &'a str) -> &'a str {
     event.strip_prefix(prefix.as_str()).unwrap_or(event)
 }
 
-/// Steps 2–4 of every send.
-async fn send<S: ConnectionStore>(
+/// Steps 2–4 of every send. `own` names the viewer whose `whisper_self`
+/// this is: it spends that viewer's budget, never the channel's.
+async fn send<S: ConnectionStore + LimitStore>(
     app: &SharedApp<S>,
     client: &ClientId,
     scope: Scope,
     req: SendRequest,
+    own: Option<&ViewerId>,
 ) -> Result<Response, ApiError> {
     let message = envelope::message(app.env, client, &req.event, &req.data)?;
-    let (topic, to, rate_scope) = match (scope, req.target) {
-        (Scope::Channel(ch), Target::Broadcast) => {
-            let key = ch.to_string();
-            (Topic::Broadcast, Recipients::Channel(ch), key)
-        }
+    let (budget, whose) = {
+        let b = match (&scope, own) {
+            (_, Some(viewer)) => Budget::Viewer(viewer),
+            (Scope::Channel(ch), None) => Budget::Channel(ch),
+            (Scope::Extension, None) => Budget::Extension,
+        };
+        (b.key(), b.whose())
+    };
+    let (topic, to) = match (scope, req.target) {
+        (Scope::Channel(ch), Target::Broadcast) => (Topic::Broadcast, Recipients::Channel(ch)),
         (Scope::Channel(ch), Target::Whisper(v)) => {
-            let key = ch.to_string();
-            (
-                Topic::Whisper(v.clone()),
-                Recipients::ChannelViewer(ch, v),
-                key,
-            )
+            (Topic::Whisper(v.clone()), Recipients::ChannelViewer(ch, v))
         }
-        (Scope::Extension, Target::Broadcast) => (Topic::Global, Recipients::Extension, "*".into()),
+        (Scope::Extension, Target::Broadcast) => (Topic::Global, Recipients::Extension),
         (Scope::Extension, Target::Whisper(v)) => {
-            (Topic::Whisper(v.clone()), Recipients::Viewer(v), "*".into())
+            (Topic::Whisper(v.clone()), Recipients::Viewer(v))
         }
     };
     let now = now_secs();
-    if !app.store.count_send(client, &rate_scope, now).await? {
+    if !app.store.spend(client, &budget, SENDS, now).await? {
         let wait = rate::seconds_left(now);
         return Err(ApiError::RateLimited(format!(
-            "more than {SENDS_PER_WINDOW} sends in {} minutes on this channel; try again in {wait} s",
+            "more than {SENDS_PER_WINDOW} sends {whose} in {} minutes; try again in {wait} s",
             RATE_WINDOW_SECS / 60
         )));
     }
@@ -158,7 +161,7 @@ async fn send<S: ConnectionStore>(
     Ok(ok(json!({})))
 }
 
-async fn broadcast<S: ConnectionStore + AuthStore>(
+async fn broadcast<S: ConnectionStore + LimitStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -166,10 +169,10 @@ async fn broadcast<S: ConnectionStore + AuthStore>(
     caller.require(CHANNEL_SENDERS)?;
     let req = SendRequest::parse(&body, None)?;
     let channel = target_channel(&caller, &body)?;
-    send(&app, &caller.client_id, Scope::Channel(channel), req).await
+    send(&app, &caller.client_id, Scope::Channel(channel), req, None).await
 }
 
-async fn pusher_broadcast<S: ConnectionStore + AuthStore>(
+async fn pusher_broadcast<S: ConnectionStore + LimitStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -179,22 +182,22 @@ async fn pusher_broadcast<S: ConnectionStore + AuthStore>(
     req.event = unscoped(app.env, &caller.client_id, &req.event).to_string();
     envelope::validate_event(&req.event)?;
     let channel = target_channel(&caller, &body)?;
-    send(&app, &caller.client_id, Scope::Channel(channel), req).await
+    send(&app, &caller.client_id, Scope::Channel(channel), req, None).await
 }
 
-async fn extension_broadcast<S: ConnectionStore + AuthStore>(
+async fn extension_broadcast<S: ConnectionStore + LimitStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require_privileged()?;
     let req = SendRequest::parse(&body, None)?;
-    send(&app, &caller.client_id, Scope::Extension, req).await
+    send(&app, &caller.client_id, Scope::Extension, req, None).await
 }
 
 /// To the caller's own connections on the caller's channel (other instances
 /// of the extension the same viewer has open).
-async fn whisper_self<S: ConnectionStore + AuthStore>(
+async fn whisper_self<S: ConnectionStore + LimitStore + AuthStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -202,15 +205,22 @@ async fn whisper_self<S: ConnectionStore + AuthStore>(
     let me: ViewerId = caller.voter_id()?;
     let channel = caller.channel()?.clone();
     let req = SendRequest::parse(&body, Some(Target::Whisper(me.clone())))?;
-    if req.target != Target::Whisper(me) {
+    if req.target != Target::Whisper(me.clone()) {
         return Err(ApiError::bad_request(
             "whisper_self sends to the caller only; leave out target",
         ));
     }
-    send(&app, &caller.client_id, Scope::Channel(channel), req).await
+    send(
+        &app,
+        &caller.client_id,
+        Scope::Channel(channel),
+        req,
+        Some(&me),
+    )
+    .await
 }
 
-pub fn routes<S: ConnectionStore + AuthStore>() -> Router<SharedApp<S>> {
+pub fn routes<S: ConnectionStore + LimitStore + AuthStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route("/v1/e/broadcast", get(broadcast::<S>).post(broadcast::<S>))
         .route(
@@ -228,7 +238,7 @@ pub fn routes<S: ConnectionStore + AuthStore>() -> Router<SharedApp<S>> {
 }
 
 /// The complete router this function serves.
-pub fn router<S: ConnectionStore + AuthStore>(app: SharedApp<S>) -> Router {
+pub fn router<S: ConnectionStore + LimitStore + AuthStore>(app: SharedApp<S>) -> Router {
     finish(routes::<S>().with_state(app))
 }
 

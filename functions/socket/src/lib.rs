@@ -41,7 +41,7 @@ pub async fn connect<S: AuthStore + ConnectionStore>(
     let conn = Connection::for_caller(id, &caller, now_secs())?;
     app.store.add_connection(&conn).await?;
     tracing::info!(
-        connection = %conn.id,
+        connection = %conn.id.redacted(),
         client = %conn.client_id,
         channel = ?conn.channel_id,
         role = conn.role.as_str(),
@@ -56,7 +56,7 @@ pub async fn disconnect<S: ConnectionStore>(
     id: &ConnectionId,
 ) -> Result<(), ApiError> {
     let gone = app.store.remove_connection(id).await?;
-    tracing::info!(connection = %id, known = gone.is_some(), "disconnected");
+    tracing::info!(connection = %id.redacted(), known = gone.is_some(), "disconnected");
     Ok(())
 }
 

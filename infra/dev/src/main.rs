@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -26,6 +27,7 @@ use medkit::store::dynamo::{DynamoStore, Tables};
 use medkit::store::embedded::EmbeddedStore;
 
 mod codes_cli;
+mod listen;
 mod ws;
 
 const DEMO_CLIENT_ID: &str = "medkit-demo";
@@ -95,6 +97,13 @@ struct ServeArgs {
     /// this server's own Management API with the AWS SDK, as in Lambda).
     #[arg(long, env = "MEDKIT_FANOUT", default_value = "direct")]
     fanout: FanoutVia,
+    /// Seconds a client has to send a request's headers (and an idle
+    /// keep-alive connection is kept).
+    #[arg(long, env = "MEDKIT_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request (its body included) may take before a 408.
+    #[arg(long, env = "MEDKIT_REQUEST_TIMEOUT", default_value_t = 30)]
+    request_timeout: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -210,6 +219,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|_| format!("--host {} is not an IP address", args.host))?;
+    if args.fanout == FanoutVia::Api && !addr.ip().is_loopback() {
+        // The emulated Management API trusts its callers, as API Gateway's
+        // does; it is served to loopback peers only.
+        return Err("--fanout api needs a loopback --host".into());
+    }
+    if args.header_timeout == 0 || args.request_timeout == 0 {
+        return Err("--header-timeout and --request-timeout must be at least 1 second".into());
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -306,15 +323,11 @@ async fn run<S: Store>(
         &format!("{store_label}; fan-out {fanout}"),
     );
     let router = dev_router(app.clone(), sockets);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| e.to_string())
+    let timeouts = listen::Timeouts {
+        header: Duration::from_secs(args.header_timeout),
+        request: Duration::from_secs(args.request_timeout),
+    };
+    listen::serve(listener, router, timeouts).await
 }
 
 fn print_banner<S>(app: &App<S>, local: SocketAddr, demo: Option<&[u8]>, store_label: &str) {

@@ -7,8 +7,8 @@
 //!   (POST a frame, GET the connection, DELETE it; 410 `GoneException` for an
 //!   unknown id, 429 `LimitExceededException` when the client's outbox is
 //!   full), which the broadcast code's `aws-sdk-apigatewaymanagement` client
-//!   can be pointed at (`--fanout api`). Like API Gateway's, it trusts its
-//!   callers: the dev server listens on loopback.
+//!   can be pointed at (`--fanout api`). It answers loopback peers only
+//!   (403 to anyone else), whatever `--host` the server listens on.
 //!
 //! Each socket has a bounded outbox drained by its own task, so a client that
 //! never reads fills only its own outbox; posts to it then fail fast (429)
@@ -70,6 +70,23 @@ impl Sockets {
         })
     }
 
+    /// Closes a connection (`DeleteConnection`): the close frame goes
+    /// through its outbox, after what is queued; when that is full the
+    /// socket's handle is dropped, which ends its task.
+    pub fn close(&self, id: &ConnectionId) {
+        let mut open = self.lock();
+        let close = Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "closed by the server".into(),
+        }));
+        if open
+            .get(id)
+            .is_some_and(|h| h.outbox.try_send(close).is_err())
+        {
+            open.remove(id);
+        }
+    }
+
     fn touch(&self, id: &ConnectionId) {
         if let Some(h) = self.lock().get_mut(id) {
             h.last_active_at = now_secs();
@@ -88,6 +105,11 @@ impl Poster for DirectPoster {
             Err(_) => self.0.post(id, Message::Binary(frame.clone())),
         };
         Box::pin(async move { result })
+    }
+
+    fn close<'a>(&'a self, id: &'a ConnectionId) -> PostFuture<'a> {
+        self.0.close(id);
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -112,7 +134,8 @@ pub fn routes<S: AuthStore + ConnectionStore>(app: SharedApp<S>, sockets: Arc<So
             "/ws/@connections/{id}",
             post(post_to_connection::<S>)
                 .get(get_connection::<S>)
-                .delete(delete_connection::<S>),
+                .delete(delete_connection::<S>)
+                .route_layer(axum::middleware::from_fn(local_peers_only)),
         )
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .with_state(WsState { app, sockets })
@@ -129,9 +152,10 @@ async fn upgrade<S: AuthStore + ConnectionStore>(
     let id = new_connection_id();
     let client_id = query.get("client_id").map(String::as_str);
     let token = query.get("token").map(String::as_str);
-    if let Err(e) = medkit_socket::connect(&st.app, id.clone(), client_id, token).await {
-        return e.into_response();
-    }
+    let conn = match medkit_socket::connect(&st.app, id.clone(), client_id, token).await {
+        Ok(conn) => conn,
+        Err(e) => return e.into_response(),
+    };
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -158,19 +182,22 @@ async fn upgrade<S: AuthStore + ConnectionStore>(
         .on_failed_upgrade(move |_| {
             tokio::spawn(async move { forget(&on_fail, &fail_id).await });
         })
-        .on_upgrade(move |socket| run(socket, id, rx, st))
+        .on_upgrade(move |socket| run(socket, id, conn.expires_at, rx, st))
 }
 
 /// One connection's life: drain its outbox, answer its messages, close it
-/// after API Gateway's 2 hours, then `$disconnect`.
+/// when its record expires (its token's `exp`, at most API Gateway's 2
+/// hours), then `$disconnect`.
 async fn run<S: AuthStore + ConnectionStore>(
     socket: WebSocket,
     id: ConnectionId,
+    expires_at: i64,
     mut outbox: mpsc::Receiver<Message>,
     st: WsState<S>,
 ) {
     let (mut sink, mut stream) = socket.split();
-    let lifetime = tokio::time::sleep(Duration::from_secs(CONNECTION_TTL_SECS as u64));
+    let left = (expires_at - now_secs()).clamp(0, CONNECTION_TTL_SECS);
+    let lifetime = tokio::time::sleep(Duration::from_secs(left as u64));
     tokio::pin!(lifetime);
     loop {
         tokio::select! {
@@ -202,7 +229,7 @@ async fn run<S: AuthStore + ConnectionStore>(
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: 1001,
-                        reason: "connection reached its 2 hour limit".into(),
+                        reason: "the connection's token expired, or its 2 hours passed".into(),
                     })))
                     .await;
                 break;
@@ -216,7 +243,25 @@ async fn run<S: AuthStore + ConnectionStore>(
 async fn forget<S: AuthStore + ConnectionStore>(st: &WsState<S>, id: &ConnectionId) {
     st.sockets.lock().remove(id);
     if let Err(e) = medkit_socket::disconnect(&st.app, id).await {
-        tracing::warn!(connection = %id, error = %e, "disconnect not recorded");
+        tracing::warn!(connection = %id.redacted(), error = %e, "disconnect not recorded");
+    }
+}
+
+/// The Management API answers this machine only: anyone else holding a
+/// connection id could post forged frames to it, or read its IP address.
+async fn local_peers_only(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if crate::listen::is_local(&peer) {
+        next.run(req).await
+    } else {
+        mgmt_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "the Management API answers this machine only",
+        )
     }
 }
 
@@ -292,22 +337,11 @@ async fn delete_connection<S: AuthStore + ConnectionStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
 ) -> Response {
-    let Some(id) = connection_id(&raw) else {
-        return gone();
-    };
-    let outbox = st.sockets.lock().get(&id).map(|h| h.outbox.clone());
-    let Some(outbox) = outbox else {
+    let Some(id) = connection_id(&raw).filter(|id| st.sockets.lock().contains_key(id)) else {
         return gone();
     };
     // The socket's task sends the close frame, then runs `$disconnect`.
-    let close = Message::Close(Some(CloseFrame {
-        code: 1000,
-        reason: "closed by the server".into(),
-    }));
-    if outbox.try_send(close).is_err() {
-        // Outbox full: drop the socket's handle; its task ends on the next frame.
-        forget(&st, &id).await;
-    }
+    st.sockets.close(&id);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -375,6 +409,7 @@ mod tests {
                 opaque_user_id: None,
                 user_id: None,
                 role: Role::Viewer,
+                pin_issued: false,
                 connected_at: now_secs(),
                 expires_at: now_secs() + CONNECTION_TTL_SECS,
             };

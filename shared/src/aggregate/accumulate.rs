@@ -51,6 +51,18 @@ pub fn parse_start(raw: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
+/// `before` (ms) of `GET accumulate`, to page back past the newest
+/// [`MAX_ENTRIES`]: entries observed strictly before it. Absent (or empty,
+/// `undefined`): no bound.
+pub fn parse_before(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") | Some("undefined") | Some("null") => Ok(None),
+        Some(_) => parse_start(raw).map(Some).map_err(|_| {
+            ApiError::bad_request("before must be a time in milliseconds since the epoch")
+        }),
+    }
+}
+
 /// `GET accumulate` body: entries newest first; `latest` is the newest
 /// entry's time (or `start` when there is none), the next call's `start`.
 pub fn accumulate_data(entries: &[Entry], start: i64) -> Value {

@@ -43,6 +43,14 @@ impl AggKey {
         })
     }
 
+    /// A short stable name of this aggregate, for a viewer's budget of
+    /// distinct polls and rankings (`limits::NEW_AGGREGATES_PER_VIEWER`).
+    pub fn fingerprint(&self, kind: &str) -> String {
+        let scope = self.scope.as_ref().map(ChannelId::as_str).unwrap_or("");
+        let h = crate::hash::stable_hash(&format!("{scope}|{}", self.id));
+        format!("{kind}{h:08x}")
+    }
+
     /// An extension-wide aggregate the service itself keeps (trivia tallies).
     /// Its id may contain characters a caller's id cannot, so the two never meet.
     pub fn internal(client: &ClientId, id: String) -> Self {

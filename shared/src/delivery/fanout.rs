@@ -148,6 +148,29 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             .collect())
     }
 
+    /// Closes connections whose tokens were revoked: each is forgotten by the
+    /// store (so nothing reaches it, even if closing fails) and closed
+    /// through the poster. Returns how many the poster closed.
+    pub async fn close_all(&self, ids: Vec<ConnectionId>) -> usize {
+        let outcomes: Vec<bool> = futures_util::stream::iter(ids)
+            .map(|id| async move {
+                if let Err(e) = self.store.remove_connection(&id).await {
+                    tracing::warn!(connection = %id.redacted(), error = %e, "could not forget a revoked connection");
+                }
+                match self.poster.close(&id).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(connection = %id.redacted(), error = ?e, "could not close a revoked connection");
+                        false
+                    }
+                }
+            })
+            .buffer_unordered(POST_CONCURRENCY)
+            .collect()
+            .await;
+        outcomes.into_iter().filter(|closed| *closed).count()
+    }
+
     /// Posts to every id, bounded concurrency; gone connections are deleted.
     pub async fn post_all(&self, ids: Vec<ConnectionId>, frame: Bytes) -> Report {
         let frame = &frame;
@@ -166,12 +189,12 @@ impl<S: ConnectionStore> Fanout<'_, S> {
                 Err(PostError::Gone) => {
                     report.gone += 1;
                     if let Err(e) = self.store.remove_connection(&id).await {
-                        tracing::warn!(connection = %id, error = %e, "could not delete a gone connection");
+                        tracing::warn!(connection = %id.redacted(), error = %e, "could not delete a gone connection");
                     }
                 }
                 Err(e) => {
                     report.failed += 1;
-                    tracing::warn!(connection = %id, error = ?e, "post failed");
+                    tracing::warn!(connection = %id.redacted(), error = ?e, "post failed");
                 }
             }
         }

@@ -15,6 +15,9 @@ impl Poster for NoPoster {
     fn post<'a>(&'a self, _: &'a ConnectionId, _: &'a Bytes) -> PostFuture<'a> {
         Box::pin(async { Err(PostError::Failed("no WebSocket API configured".into())) })
     }
+    fn close<'a>(&'a self, _: &'a ConnectionId) -> PostFuture<'a> {
+        Box::pin(async { Err(PostError::Failed("no WebSocket API configured".into())) })
+    }
 }
 
 /// Drops events (a function with no real-time wiring yet).

@@ -4,6 +4,7 @@
 
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
@@ -52,6 +53,25 @@ impl ManagementPoster {
             .get_or_init(|| Client::from_conf(self.conf.clone()))
     }
 
+    /// `DeleteConnection`: API Gateway closes the socket.
+    async fn delete(&self, id: &ConnectionId) -> Result<(), PostError> {
+        let out = self
+            .client()
+            .delete_connection()
+            .connection_id(id.as_str())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), DeleteConnectionError::GoneException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(PostError::Failed(DisplayErrorContext(&e).to_string())),
+        }
+    }
+
     async fn post_frame(&self, id: &ConnectionId, frame: &Bytes) -> Result<(), PostError> {
         self.client()
             .post_to_connection()
@@ -67,6 +87,9 @@ impl ManagementPoster {
 impl Poster for ManagementPoster {
     fn post<'a>(&'a self, id: &'a ConnectionId, frame: &'a Bytes) -> PostFuture<'a> {
         Box::pin(self.post_frame(id, frame))
+    }
+    fn close<'a>(&'a self, id: &'a ConnectionId) -> PostFuture<'a> {
+        Box::pin(self.delete(id))
     }
 }
 

@@ -37,9 +37,12 @@ pub enum PostError {
 
 pub type PostFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PostError>> + Send + 'a>>;
 
-/// Delivers one frame to one connection.
+/// Delivers one frame to one connection, and closes connections.
 pub trait Poster: Send + Sync {
     fn post<'a>(&'a self, id: &'a ConnectionId, frame: &'a Bytes) -> PostFuture<'a>;
+    /// Closes a connection (its token was revoked); one already gone is
+    /// closed too (`Ok`).
+    fn close<'a>(&'a self, id: &'a ConnectionId) -> PostFuture<'a>;
 }
 
 pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

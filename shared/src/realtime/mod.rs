@@ -32,7 +32,12 @@ pub struct Connection {
     pub opaque_user_id: Option<ViewerId>,
     pub user_id: Option<UserId>,
     pub role: Role,
+    /// Whether it connected with a PIN-issued token (closed when the
+    /// channel's PINs are revoked).
+    pub pin_issued: bool,
     pub connected_at: i64,
+    /// Its token's `exp`, or API Gateway's 2 hours if that comes first:
+    /// nothing is delivered to it afterwards.
     pub expires_at: i64,
 }
 
@@ -53,9 +58,9 @@ impl Connection {
             opaque_user_id,
             user_id: caller.user_id.clone(),
             role: caller.role,
+            pin_issued: caller.pin_token.is_some(),
             connected_at: now,
-            // Never past the token's own expiry plus the API Gateway maximum.
-            expires_at: now + CONNECTION_TTL_SECS,
+            expires_at: caller.expires_at.min(now + CONNECTION_TTL_SECS),
         })
     }
 
@@ -81,4 +86,35 @@ pub fn new_connection_id() -> ConnectionId {
     use base64::Engine;
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<12>());
     ConnectionId::parse(id).expect("base64 is a valid id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Caller;
+
+    fn caller(expires_at: i64, pin: bool) -> Caller {
+        Caller {
+            client_id: ClientId::parse("c").unwrap(),
+            role: Role::Viewer,
+            channel_id: Some(ChannelId::parse("1").unwrap()),
+            opaque_user_id: Some("U1".into()),
+            user_id: None,
+            pin_token: pin.then(|| "tok".into()),
+            expires_at,
+        }
+    }
+
+    /// Finding 5 of issue #16: a connection was kept 2 hours whatever its
+    /// token's `exp`; it now expires with its token (at most 2 hours).
+    #[test]
+    fn a_connection_expires_with_its_token() {
+        let now = 1_000_000;
+        let id = || ConnectionId::parse("conn").unwrap();
+        let soon = Connection::for_caller(id(), &caller(now + 60, false), now).unwrap();
+        assert_eq!(soon.expires_at, now + 60);
+        let late = Connection::for_caller(id(), &caller(now + 86_400, true), now).unwrap();
+        assert_eq!(late.expires_at, now + CONNECTION_TTL_SECS);
+        assert!(late.pin_issued && !soon.pin_issued);
+    }
 }

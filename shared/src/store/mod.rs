@@ -31,6 +31,7 @@ use crate::aggregate::vote::{Ballot, Sums};
 use crate::codes::{AppendError, RedeemError, SetInfo, SetUpload, Standing};
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
+use crate::limits::Limit;
 use crate::realtime::Connection;
 use crate::realtime::job::Job;
 
@@ -204,12 +205,14 @@ pub trait AggregateStore: Send + Sync + 'static {
         expires_at: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Live entries observed after `start` (ms), newest first, at most `limit`.
-    /// `acc.scope` None reads every channel's entries.
+    /// Live entries observed after `start` and, when given, before `before`
+    /// (ms), newest first, at most `limit`. `acc.scope` None reads every
+    /// channel's entries.
     fn entries(
         &self,
         acc: &AggKey,
         start: i64,
+        before: Option<i64>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
 }
@@ -275,7 +278,7 @@ pub trait CodeStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(String, Vec<String>), RedeemError>> + Send;
 }
 
-/// Open WebSocket connections (real-time delivery) and the send rate limit.
+/// Open WebSocket connections (real-time delivery) and fan-out jobs.
 /// Readers skip connections past `expires_at`.
 pub trait ConnectionStore: Send + Sync + 'static {
     fn add_connection(&self, c: &Connection)
@@ -296,33 +299,75 @@ pub trait ConnectionStore: Send + Sync + 'static {
         client: &ClientId,
         viewer: &ViewerId,
     ) -> impl Future<Output = Result<Vec<Connection>, StoreError>> + Send;
+    /// The channel's connections made with PIN-issued tokens.
+    fn pin_connections(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> impl Future<Output = Result<Vec<ConnectionId>, StoreError>> + Send;
     /// The connections of one extension-wide part (see `realtime::shard_of`).
     fn shard_connections(
         &self,
         client: &ClientId,
         shard: u32,
     ) -> impl Future<Output = Result<Vec<ConnectionId>, StoreError>> + Send;
-    /// Records one send by `scope` (a channel, or `*` for extension-wide) in
-    /// the current rate window; false, recording nothing, when it is full.
-    fn count_send(
-        &self,
-        client: &ClientId,
-        scope: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Hands fan-out jobs to workers that run each on its own; false when
     /// this store has no workers (the caller runs the jobs itself).
     fn queue_jobs(&self, jobs: &[Job]) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Fixed-window budgets (`limits`): broadcasts, wrong PINs. DynamoDB keeps
+/// the counters in the connections table; the embedded store in memory
+/// (they are per process there, like its sockets).
+pub trait LimitStore: Send + Sync + 'static {
+    /// Records one use of the budget `key` under `limit` in the window of
+    /// `now`; false, recording nothing, when that window's budget is spent.
+    fn spend(
+        &self,
+        client: &ClientId,
+        key: &str,
+        limit: Limit,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that the budget `key`'s window has seen `item` (a poll a
+    /// viewer takes part in); false, recording nothing, when the window
+    /// already holds `limit.max` distinct items and `item` is not one of
+    /// them. Seeing an item again is free.
+    fn spend_distinct(
+        &self,
+        client: &ClientId,
+        key: &str,
+        item: &str,
+        limit: Limit,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back one use `spend` recorded in the window of `now` (an
+    /// attempt that turned out right counts no more).
+    fn refund(
+        &self,
+        client: &ClientId,
+        key: &str,
+        limit: Limit,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Everything a deployment's store provides. Only composition roots (each
 /// function's `main`, the dev server, tests) name it; handlers ask for the
 /// ports they use.
 pub trait Store:
-    DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + Clone
+    DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + LimitStore + Clone
 {
 }
-impl<T: DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + Clone> Store
-    for T
+impl<T> Store for T where
+    T: DocumentStore
+        + AuthStore
+        + AggregateStore
+        + CodeStore
+        + ConnectionStore
+        + LimitStore
+        + Clone
 {
 }

@@ -171,6 +171,8 @@ pub fn reason(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 #[derive(Default)]
 pub struct RecordingPoster {
     pub delivered: std::sync::Mutex<Vec<(ConnectionId, Value)>>,
+    /// The connections it was asked to close, in order.
+    pub closed: std::sync::Mutex<Vec<ConnectionId>>,
     pub gone: std::sync::Mutex<std::collections::HashSet<ConnectionId>>,
 }
 
@@ -191,6 +193,11 @@ impl Poster for RecordingPoster {
             self.delivered.lock().unwrap().push((id.clone(), v));
             Ok(())
         })
+    }
+
+    fn close<'a>(&'a self, id: &'a ConnectionId) -> PostFuture<'a> {
+        self.closed.lock().unwrap().push(id.clone());
+        Box::pin(async { Ok(()) })
     }
 }
 

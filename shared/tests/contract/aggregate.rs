@@ -275,25 +275,42 @@ async fn entries_newest_first_per_channel_and_all<S: Store>(s: S) {
         .await
         .unwrap();
     }
-    let mine = s.entries(&poll("50", "notes"), 0, 100).await.unwrap();
+    let mine = s.entries(&poll("50", "notes"), 0, None, 100).await.unwrap();
     let times: Vec<i64> = mine.iter().map(|e| e.observed).collect();
     assert_eq!(times, vec![4000, 3000, 1000]);
     assert_eq!(mine[0].data, r#"{"t":4000}"#);
-    let since = s.entries(&poll("50", "notes"), 1000, 100).await.unwrap();
+    let since = s
+        .entries(&poll("50", "notes"), 1000, None, 100)
+        .await
+        .unwrap();
     assert_eq!(since.len(), 2, "strictly after start");
-    let limited = s.entries(&poll("50", "notes"), 0, 2).await.unwrap();
+    let limited = s.entries(&poll("50", "notes"), 0, None, 2).await.unwrap();
     assert_eq!(
         limited.iter().map(|e| e.observed).collect::<Vec<_>>(),
         vec![4000, 3000]
     );
     let mut all = poll("50", "notes");
     all.scope = None;
-    let every = s.entries(&all, 0, 100).await.unwrap();
+    let every = s.entries(&all, 0, None, 100).await.unwrap();
     assert_eq!(
         every.iter().map(|e| e.observed).collect::<Vec<_>>(),
         vec![4000, 3000, 2000, 1000]
     );
-    assert_eq!(s.entries(&all, 0, 3).await.unwrap().len(), 3);
+    assert_eq!(s.entries(&all, 0, None, 3).await.unwrap().len(), 3);
+    // Paging backwards: strictly before `before`, newest first.
+    let older = s
+        .entries(&poll("50", "notes"), 0, Some(3000), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().map(|e| e.observed).collect::<Vec<_>>(),
+        vec![1000]
+    );
+    let between = s.entries(&all, 1000, Some(4000), 100).await.unwrap();
+    assert_eq!(
+        between.iter().map(|e| e.observed).collect::<Vec<_>>(),
+        vec![3000, 2000]
+    );
     // Expired entries are invisible.
     s.add_entry(
         &poll("52", "notes"),
@@ -303,7 +320,7 @@ async fn entries_newest_first_per_channel_and_all<S: Store>(s: S) {
     .await
     .unwrap();
     assert!(
-        s.entries(&poll("52", "notes"), 0, 100)
+        s.entries(&poll("52", "notes"), 0, None, 100)
             .await
             .unwrap()
             .is_empty()
@@ -394,5 +411,5 @@ async fn dynamodb_round_trips_per_aggregate_operation() {
         1,
         s.add_entry(&p, &entry("60", 1, "1"), now_secs() + 60)
     );
-    measure!("entries (channel)", 1, s.entries(&p, 0, 100));
+    measure!("entries (channel)", 1, s.entries(&p, 0, None, 100));
 }

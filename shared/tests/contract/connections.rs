@@ -11,11 +11,12 @@ use medkit::clock::now_secs;
 use medkit::delivery::fanout::Fanout;
 use medkit::delivery::{PostError, PostFuture, Poster};
 use medkit::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
+use medkit::limits::SENDS;
 use medkit::realtime::job::Recipients;
 use medkit::realtime::rate::SENDS_PER_WINDOW;
 use medkit::realtime::{Connection, EXTENSION_SHARDS, new_connection_id};
 use medkit::store::embedded::EmbeddedStore;
-use medkit::store::{ConnectionStore, Store};
+use medkit::store::{ConnectionStore, LimitStore, Store};
 
 fn client(c: &str) -> ClientId {
     ClientId::parse(c).unwrap()
@@ -38,6 +39,7 @@ fn conn(cl: &str, ch: Option<&str>, opaque: &str, user: Option<&str>) -> Connect
         opaque_user_id: Some(viewer(opaque)),
         user_id: user.map(|u| UserId::parse(u).unwrap()),
         role: Role::Viewer,
+        pin_issued: false,
         connected_at: now,
         expires_at: now + 7200,
     }
@@ -133,20 +135,68 @@ async fn sends_are_limited_per_scope_and_window<S: Store>(s: S) {
     // The start of a window, so all sends fall in the same one.
     let now = now_secs() / 300 * 300 + 1;
     for i in 0..SENDS_PER_WINDOW {
-        assert!(s.count_send(&c, "A", now).await.unwrap(), "send {i}");
+        assert!(s.spend(&c, "A", SENDS, now).await.unwrap(), "send {i}");
     }
-    assert!(!s.count_send(&c, "A", now + 10).await.unwrap(), "101st");
+    assert!(!s.spend(&c, "A", SENDS, now + 10).await.unwrap(), "101st");
     assert!(
-        !s.count_send(&c, "A", now + 10).await.unwrap(),
+        !s.spend(&c, "A", SENDS, now + 10).await.unwrap(),
         "still full"
     );
-    assert!(s.count_send(&c, "B", now).await.unwrap(), "another channel");
     assert!(
-        s.count_send(&client("c2"), "A", now).await.unwrap(),
-        "another extension"
+        s.spend(&c, "B", SENDS, now).await.unwrap(),
+        "another channel"
     );
     assert!(
-        s.count_send(&c, "A", now + 300).await.unwrap(),
+        s.spend(&client("c2"), "A", SENDS, now).await.unwrap(),
+        "another extension"
+    );
+    // A refund gives one use back; refunding an unused budget is harmless.
+    s.refund(&c, "A", SENDS, now + 20).await.unwrap();
+    assert!(s.spend(&c, "A", SENDS, now + 20).await.unwrap(), "refunded");
+    assert!(
+        !s.spend(&c, "A", SENDS, now + 20).await.unwrap(),
+        "and no more"
+    );
+    s.refund(&c, "Z", SENDS, now).await.unwrap();
+    assert!(
+        s.spend(&c, "A", SENDS, now + 300).await.unwrap(),
+        "next window"
+    );
+}
+
+async fn distinct_items_are_limited_per_window<S: Store>(s: S) {
+    let c = client("c1");
+    let limit = medkit::limits::Limit {
+        max: 3,
+        window_secs: 3600,
+    };
+    let now = now_secs() / 3600 * 3600 + 1;
+    for item in ["p1", "p2", "p3", "p1", "p2"] {
+        assert!(
+            s.spend_distinct(&c, "v", item, limit, now).await.unwrap(),
+            "{item}"
+        );
+    }
+    assert!(
+        !s.spend_distinct(&c, "v", "p4", limit, now + 5)
+            .await
+            .unwrap(),
+        "a 4th"
+    );
+    assert!(
+        s.spend_distinct(&c, "v", "p3", limit, now + 5)
+            .await
+            .unwrap(),
+        "seen before"
+    );
+    assert!(
+        s.spend_distinct(&c, "w", "p4", limit, now).await.unwrap(),
+        "another budget"
+    );
+    assert!(
+        s.spend_distinct(&c, "v", "p4", limit, now + 3600)
+            .await
+            .unwrap(),
         "next window"
     );
 }
@@ -178,6 +228,10 @@ impl Poster for FakePoster {
                 .push((id.clone(), frame.clone()));
             Ok(())
         })
+    }
+
+    fn close<'a>(&'a self, _: &'a ConnectionId) -> PostFuture<'a> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -307,6 +361,7 @@ contract! {
     connections_are_found_by_channel_viewer_and_shard;
     expired_connections_are_not_found;
     sends_are_limited_per_scope_and_window;
+    distinct_items_are_limited_per_window;
     fanout_removes_gone_connections_and_retries_throttled_ones;
     extension_wide_sends_reach_every_channel_once;
 }
@@ -332,9 +387,9 @@ async fn dynamodb_round_trips_per_connection_operation() {
     }
     measure!("add_connection", 1, s.add_connection(&c));
     measure!(
-        "count_send",
+        "spend (a send)",
         1,
-        s.count_send(&client("c1"), "R", now_secs())
+        s.spend(&client("c1"), "R", SENDS, now_secs())
     );
     measure!(
         "channel_connections",

@@ -934,8 +934,10 @@ async fn trivia_edits_are_validated() {
     );
 }
 
-/// DynamoDB round trips per aggregate request (issue targets: POST vote ≤ 2,
-/// GET vote 1, POST rank ≤ 2, POST accumulate 1).
+/// DynamoDB round trips per aggregate request (issue #4's targets: POST vote
+/// ≤ 2, GET vote 1, POST rank ≤ 2, POST accumulate 1; issue #16 adds one to
+/// a viewer's vote, rank and accumulate: the budget that stops one viewer
+/// flooding the extension, a conditional UpdateItem).
 #[tokio::test]
 async fn dynamodb_round_trips_per_request() {
     let Some((store, rt)) =
@@ -951,14 +953,14 @@ async fn dynamodb_round_trips_per_request() {
             "/v1/e/vote?id=p",
             viewer("1"),
             Some(r#"{"value":1}"#),
-            2,
+            3,
         ),
         (
             POST,
             "/v1/e/vote?id=p",
             viewer("1"),
             Some(r#"{"value":2}"#),
-            2,
+            3,
         ),
         (GET, "/v1/e/vote?id=p", viewer("1"), None, 1),
         (
@@ -966,21 +968,21 @@ async fn dynamodb_round_trips_per_request() {
             "/v1/e/rank?id=r",
             viewer("1"),
             Some(r#"{"key":"x"}"#),
-            2,
+            3,
         ),
         (
             POST,
             "/v1/e/rank?id=r",
             viewer("1"),
             Some(r#"{"key":"y"}"#),
-            2,
+            3,
         ),
         (
             POST,
             "/v1/e/accumulate?id=a",
             viewer("1"),
             Some(r#"{"n":1}"#),
-            1,
+            2,
         ),
         (GET, "/v1/e/accumulate?id=a", broadcaster(), None, 1),
     ];

@@ -32,6 +32,7 @@ fn conn(id: &str, channel: &str, opaque: &str, user: Option<&str>) -> Connection
         opaque_user_id: Some(ViewerId::parse(opaque).unwrap()),
         user_id: user.map(|u| UserId::parse(u).unwrap()),
         role: Role::Viewer,
+        pin_issued: false,
         connected_at: now_secs(),
         expires_at: now_secs() + 7200,
     }

@@ -28,6 +28,7 @@ fn sample_viewer() -> Connection {
         opaque_user_id: Some(ViewerId::parse("U2002").unwrap()),
         user_id: None,
         role: Role::Viewer,
+        pin_issued: false,
         connected_at: now_secs(),
         expires_at: now_secs() + 3600,
     }

@@ -4,3 +4,4 @@
 mod api;
 mod events;
 mod runtime;
+mod security;

@@ -5,3 +5,4 @@ mod api;
 mod events;
 mod logs;
 mod runtime;
+mod security;

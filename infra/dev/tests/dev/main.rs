@@ -3,4 +3,5 @@
 
 mod common;
 mod realtime;
+mod security;
 mod serve;

@@ -14,16 +14,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::{Server, send};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct Ctx {
-    server: Server,
-    client_id: String,
+pub(crate) struct Ctx {
+    pub(crate) server: Server,
+    pub(crate) client_id: String,
 }
 
 impl Ctx {
-    fn start(args: &[&str]) -> Ctx {
+    pub(crate) fn start(args: &[&str]) -> Ctx {
         let mut all = vec!["--memory"];
         all.extend_from_slice(args);
         let server = Server::start(&all);
@@ -31,12 +31,12 @@ impl Ctx {
         Ctx { server, client_id }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/v1/e/{path}", self.server.base)
     }
 
     /// A token from the sandbox flow, for any role, channel and user.
-    async fn token(&self, role: &str, channel: &str, user: Option<&str>) -> String {
+    pub(crate) async fn token(&self, role: &str, channel: &str, user: Option<&str>) -> String {
         let mut body = json!({"app_id": self.client_id, "channel_id": channel});
         if let Some(u) = user {
             body["user_id"] = json!(u);
@@ -52,12 +52,12 @@ impl Ctx {
         v["token"].as_str().unwrap().to_string()
     }
 
-    fn auth(&self, token: &str) -> String {
+    pub(crate) fn auth(&self, token: &str) -> String {
         format!("{} {token}", self.client_id)
     }
 
     /// Opens a WebSocket; the handshake's HTTP status when refused.
-    async fn connect(&self, client_id: &str, token: &str) -> Result<Ws, u16> {
+    pub(crate) async fn connect(&self, client_id: &str, token: &str) -> Result<Ws, u16> {
         let url = format!(
             "{}/ws?client_id={client_id}&token={token}",
             self.server.base.replacen("http://", "ws://", 1)
@@ -76,14 +76,14 @@ impl Ctx {
         }
     }
 
-    async fn viewer_socket(&self, channel: &str, user: &str) -> Ws {
+    pub(crate) async fn viewer_socket(&self, channel: &str, user: &str) -> Ws {
         let t = self.token("viewer", channel, Some(user)).await;
         self.connect(&self.client_id, &t)
             .await
             .expect("viewer connects")
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         send(
             M::POST,
             &self.url(path),
@@ -95,7 +95,7 @@ impl Ctx {
 }
 
 /// The next text frame within `wait`, parsed; None if nothing came.
-async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_frame(ws: &mut Ws, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())
@@ -149,6 +149,12 @@ async fn connect_refuses_bad_tokens_with_the_handshake_status() {
 
 /// A viewer token the demo extension signed that expired an hour ago.
 fn expired_token(ctx: &Ctx) -> String {
+    demo_token(ctx, -3600)
+}
+
+/// A viewer token of channel 1001 the demo extension signed, expiring in
+/// `ttl` seconds.
+pub(crate) fn demo_token(ctx: &Ctx, ttl: i64) -> String {
     let secret = ctx.server.banner_value("secret:");
     let mut reg = medkit::registry::Registry::default();
     let bytes = medkit::registry::decode_secret(&secret).unwrap();
@@ -156,7 +162,7 @@ fn expired_token(ctx: &Ctx) -> String {
         medkit::ids::ClientId::parse(ctx.client_id.as_str()).unwrap(),
         &bytes,
     );
-    let claims = medkit::auth::claims_for(medkit::auth::Role::Viewer, "1001", None, -3600);
+    let claims = medkit::auth::claims_for(medkit::auth::Role::Viewer, "1001", None, ttl);
     medkit::auth::mint(reg.get(&ctx.client_id).unwrap(), claims)
 }
 

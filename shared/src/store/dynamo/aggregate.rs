@@ -260,10 +260,12 @@ impl DynamoStore {
 
     /// Live items of a partition with `sk >= from`, in sort order (or
     /// reversed), at most `limit`.
+    /// Live items of `pk` with sort keys from `from` (and up to `to`,
+    /// both inclusive), at most `limit`.
     async fn query_items(
         &self,
         pk: String,
-        from: Option<String>,
+        (from, to): (Option<String>, Option<String>),
         newest_first: bool,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
@@ -281,11 +283,18 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .limit((limit - out.len()).min(1000) as i32)
                 .consistent_read(true);
-            q = match &from {
-                Some(f) => q
+            q = match (&from, &to) {
+                (Some(f), Some(t)) => q
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                    .expression_attribute_values(":from", s(f.as_str()))
+                    .expression_attribute_values(":to", s(t.as_str())),
+                (Some(f), None) => q
                     .key_condition_expression("pk = :pk AND sk >= :from")
                     .expression_attribute_values(":from", s(f.as_str())),
-                None => q.key_condition_expression("pk = :pk"),
+                (None, Some(t)) => q
+                    .key_condition_expression("pk = :pk AND sk <= :to")
+                    .expression_attribute_values(":to", s(t.as_str())),
+                (None, None) => q.key_condition_expression("pk = :pk"),
             };
             let page = q.send().await.map_err(sdk_err)?;
             out.extend(page.items.unwrap_or_default());
@@ -300,15 +309,15 @@ impl DynamoStore {
     async fn query_shards(
         &self,
         pks: Vec<String>,
-        from: Option<String>,
+        range: (Option<String>, Option<String>),
         newest_first: bool,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         let mut tasks = JoinSet::new();
         for pk in pks {
             let me = self.clone();
-            let from = from.clone();
-            tasks.spawn(async move { me.query_items(pk, from, newest_first, limit).await });
+            let range = range.clone();
+            tasks.spawn(async move { me.query_items(pk, range, newest_first, limit).await });
         }
         let mut out = Vec::new();
         while let Some(done) = tasks.join_next().await {
@@ -319,7 +328,9 @@ impl DynamoStore {
 
     /// Deletes every item of the given partitions.
     async fn delete_partitions(&self, pks: Vec<String>) -> Result<(), StoreError> {
-        let items = self.query_shards(pks, None, false, usize::MAX).await?;
+        let items = self
+            .query_shards(pks, (None, None), false, usize::MAX)
+            .await?;
         let keys = items
             .iter()
             .filter_map(|i| Some(key(text(i, "pk")?, text(i, "sk")?)))
@@ -476,7 +487,7 @@ impl AggregateStore for DynamoStore {
     async fn ballots(&self, poll: &AggKey) -> Result<Vec<Ballot>, StoreError> {
         let pks = self.ballot_pks(poll);
         let now = now_secs();
-        self.query_shards(pks, None, false, usize::MAX)
+        self.query_shards(pks, (None, None), false, usize::MAX)
             .await?
             .iter()
             .filter(|i| is_live(i, now))
@@ -576,7 +587,12 @@ impl AggregateStore for DynamoStore {
     async fn rank_counts(&self, rank: &AggKey) -> Result<Vec<(String, i64)>, StoreError> {
         let from = format!("{:012}", now_secs() + 1);
         let items = self
-            .query_shards(Self::rank_count_pks(rank), Some(from), false, usize::MAX)
+            .query_shards(
+                Self::rank_count_pks(rank),
+                (Some(from), None),
+                false,
+                usize::MAX,
+            )
             .await?;
         Ok(items
             .iter()
@@ -631,21 +647,27 @@ impl AggregateStore for DynamoStore {
         &self,
         acc: &AggKey,
         start: i64,
+        before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        let from = Some(format!("{:013}", start.saturating_add(1)));
+        // Sort keys are `<ms:013>|<random>`: `<before:013>` sorts below every
+        // entry of that millisecond, so BETWEEN leaves them out.
+        let range = (
+            Some(format!("{:013}", start.saturating_add(1))),
+            before.map(|b| format!("{b:013}")),
+        );
         let items = match acc.scope {
             Some(_) => {
                 self.query_items(
                     aggregate_partition(acc, agg_kinds::ENTRIES),
-                    from,
+                    range,
                     true,
                     limit,
                 )
                 .await?
             }
             None => {
-                self.query_shards(Self::entry_shard_pks(acc), from, true, limit)
+                self.query_shards(Self::entry_shard_pks(acc), range, true, limit)
                     .await?
             }
         };

@@ -1,4 +1,4 @@
-//! WebSocket connections, send-rate windows and fan-out jobs on DynamoDB
+//! WebSocket connections and fan-out jobs on DynamoDB
 //! (the connections table).
 //!
 //! A connection is one item keyed by its id (`$disconnect` knows nothing
@@ -8,21 +8,20 @@
 //!
 //! | index        | key                    | projection          | used by |
 //! |--------------|------------------------|---------------------|---------|
-//! | `by_channel` | `gc` = client\|channel | keys + `expires_at` | channel broadcasts, state/vote events |
+//! | `by_channel` | `gc` = client\|channel | keys, `expires_at`, `pi` | channel broadcasts, state/vote events, PIN revocation |
 //! | `by_shard`   | `gx` = client\|0..15   | keys + `expires_at` | extension-wide jobs |
 //! | `by_opaque`  | `go` = client\|opaque  | all                 | whispers |
 //! | `by_user`    | `gu` = client\|user id | all                 | whispers by Twitch id |
 //!
 //! Attributes: `cl` client, `ch` channel, `ou` opaque id, `uid` user id, `ro`
-//! role, `ca` connected at. A rate window is `<client>|rate|<scope>` /
-//! `<window start>` with a counter `n`: one conditional `ADD`. A job is
+//! role, `ca` connected at, `pi` present when a PIN-issued token connected. A job is
 //! `<client>|job|<id>` / `<part>` with the frame `fr`; the table's stream
 //! (filtered on `fr`) hands each job to its own fan-out worker invocation.
 
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
 use super::DynamoStore;
-use super::items::{Item, condition_failed, is_live, key, n, num, s, sdk_err, text};
+use super::items::{Item, is_live, key, n, num, s, sdk_err, text};
 use super::schema::{BY_CHANNEL, BY_OPAQUE, BY_SHARD, BY_USER};
 use crate::auth::Role;
 use crate::clock::now_secs;
@@ -30,10 +29,11 @@ use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::realtime::Connection;
 use crate::realtime::job::{Job, JobPart};
-use crate::realtime::rate::{RATE_WINDOW_SECS, SENDS_PER_WINDOW, rate_window};
 use crate::store::ConnectionStore;
 use crate::store::layout::SINGLE;
 
+/// Marks a connection made with a PIN-issued token (projected into `by_channel`).
+pub const PIN_ISSUED: &str = "pi";
 /// Jobs are delivered within seconds; the item is kept an hour for retries.
 const JOB_TTL_SECS: i64 = 3600;
 /// The attributes of a job item: its extension and its frame. The table's
@@ -46,7 +46,7 @@ fn conn_pk(id: &ConnectionId) -> String {
     format!("conn|{id}")
 }
 
-fn joined(client: &ClientId, rest: &str) -> String {
+pub(super) fn joined(client: &ClientId, rest: &str) -> String {
     format!("{client}|{rest}")
 }
 
@@ -58,6 +58,9 @@ fn conn_item(c: &Connection) -> Item {
     item.insert("ca".into(), n(c.connected_at));
     item.insert("expires_at".into(), n(c.expires_at));
     item.insert("gx".into(), s(joined(client, &c.shard().to_string())));
+    if c.pin_issued {
+        item.insert(PIN_ISSUED.into(), n(1));
+    }
     if let Some(ch) = &c.channel_id {
         item.insert("ch".into(), s(ch.as_str()));
         item.insert("gc".into(), s(joined(client, ch.as_str())));
@@ -83,6 +86,7 @@ fn item_conn(item: &Item) -> Option<Connection> {
         opaque_user_id: opt("ou").and_then(|o| ViewerId::parse(o).ok()),
         user_id: opt("uid").and_then(|u| UserId::parse(u).ok()),
         role: Role::parse(opt("ro")?)?,
+        pin_issued: item.contains_key(PIN_ISSUED),
         connected_at: num(item, "ca")?,
         expires_at: num(item, "expires_at")?,
     })
@@ -100,11 +104,23 @@ impl DynamoStore {
         attr: &str,
         value: String,
     ) -> Result<Vec<Item>, StoreError> {
+        self.query_index_where(index, attr, value, None).await
+    }
+
+    /// [`query_index`](Self::query_index) keeping only the items that have
+    /// the attribute `having`, when given.
+    async fn query_index_where(
+        &self,
+        index: &str,
+        attr: &str,
+        value: String,
+        having: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let now = now_secs();
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.tables.connections)
@@ -112,10 +128,12 @@ impl DynamoStore {
                 .key_condition_expression("#k = :v")
                 .expression_attribute_names("#k", attr)
                 .expression_attribute_values(":v", s(value.clone()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk_err)?;
+                .set_filter_expression(having.map(|_| "attribute_exists(#h)".to_string()))
+                .set_exclusive_start_key(start.take());
+            if let Some(h) = having {
+                query = query.expression_attribute_names("#h", h);
+            }
+            let page = query.send().await.map_err(sdk_err)?;
             out.extend(
                 page.items
                     .unwrap_or_default()
@@ -178,6 +196,22 @@ impl ConnectionStore for DynamoStore {
         Ok(conns)
     }
 
+    async fn pin_connections(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let items = self
+            .query_index_where(
+                BY_CHANNEL,
+                "gc",
+                joined(client, channel.as_str()),
+                Some(PIN_ISSUED),
+            )
+            .await?;
+        Ok(items.iter().filter_map(item_conn_id).collect())
+    }
+
     async fn shard_connections(
         &self,
         client: &ClientId,
@@ -187,35 +221,6 @@ impl ConnectionStore for DynamoStore {
             .query_index(BY_SHARD, "gx", joined(client, &shard.to_string()))
             .await?;
         Ok(items.iter().filter_map(item_conn_id).collect())
-    }
-
-    async fn count_send(
-        &self,
-        client: &ClientId,
-        scope: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let window = rate_window(now);
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.connections)
-            .set_key(Some(key(
-                &joined(client, &format!("rate|{scope}")),
-                &window.to_string(),
-            )))
-            .update_expression("ADD n :one SET expires_at = :exp")
-            .condition_expression("attribute_not_exists(n) OR n < :max")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(SENDS_PER_WINDOW as i64))
-            .expression_attribute_values(":exp", n(window + RATE_WINDOW_SECS + 60))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_err(e)),
-        }
     }
 
     async fn queue_jobs(&self, jobs: &[Job]) -> Result<bool, StoreError> {
@@ -281,6 +286,7 @@ mod tests {
             opaque_user_id: Some(ViewerId::parse("U9").unwrap()),
             user_id: Some(UserId::parse("777").unwrap()),
             role: Role::Viewer,
+            pin_issued: false,
             connected_at: 10,
             expires_at: 7210,
         };

@@ -1,5 +1,5 @@
 //! DynamoDB adapter, one file per port: [`documents`], [`auth`],
-//! [`aggregate`], [`codes`], [`connections`]; [`items`] holds the item
+//! [`aggregate`], [`codes`], [`connections`], [`limits`]; [`items`] holds the item
 //! helpers and requests they share, [`schema`] the tables, [`stream`] the
 //! connections table's stream as the fan-out worker receives it.
 //!
@@ -13,6 +13,7 @@ pub mod codes;
 pub mod connections;
 mod documents;
 mod items;
+mod limits;
 mod schema;
 pub mod stream;
 

@@ -112,9 +112,11 @@ impl DynamoStore {
                     .projection_type(ProjectionType::All)
                     .build()
             } else {
+                // What fan-out and PIN revocation read: the expiry, the PIN mark.
                 Projection::builder()
                     .projection_type(ProjectionType::Include)
                     .non_key_attributes("expires_at")
+                    .non_key_attributes(super::connections::PIN_ISSUED)
                     .build()
             };
             GlobalSecondaryIndex::builder()

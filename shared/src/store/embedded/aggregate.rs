@@ -227,13 +227,17 @@ impl AggregateStore for EmbeddedStore {
         &self,
         acc: &AggKey,
         start: i64,
+        before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let pk = aggregate_partition(acc, agg_kinds::ENTRIES);
         self.read(move |t| {
             let now = now_secs();
             let from = key(&pk, &format!("{:013}", start.saturating_add(1)));
-            let end = format!("{pk}\u{1}");
+            let end = match before {
+                Some(b) => key(&pk, &format!("{b:013}")),
+                None => format!("{pk}\u{1}"),
+            };
             let mut out = Vec::new();
             for row in t
                 .range(from.as_str()..end.as_str())

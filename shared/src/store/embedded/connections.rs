@@ -1,7 +1,7 @@
 //! The embedded adapter's [`ConnectionStore`]: in memory, on purpose. A
 //! WebSocket connection lives exactly as long as the process that holds its
 //! socket, so a connection written to the database file would be a lie after
-//! a restart. The send-rate windows are per process for the same reason.
+//! a restart.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -12,7 +12,6 @@ use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
 use crate::realtime::Connection;
 use crate::realtime::job::Job;
-use crate::realtime::rate::{SENDS_PER_WINDOW, rate_window};
 use crate::store::ConnectionStore;
 
 #[derive(Default)]
@@ -28,8 +27,6 @@ struct Index {
     /// Opaque ids and Twitch user ids alike.
     by_viewer: HashMap<(ClientId, String), HashSet<ConnectionId>>,
     by_shard: HashMap<(ClientId, u32), HashSet<ConnectionId>>,
-    /// Sends per (client, scope) in the window starting at the stored time.
-    rates: HashMap<(ClientId, String), (i64, u32)>,
 }
 
 fn viewer_keys(c: &Connection) -> Vec<(ClientId, String)> {
@@ -163,6 +160,20 @@ impl ConnectionStore for EmbeddedStore {
         Ok(index.live(ids, now_secs()))
     }
 
+    async fn pin_connections(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let key = (client.clone(), channel.clone());
+        Ok(self.live.ids_of(|i| {
+            members(&i.by_channel, &key)
+                .into_iter()
+                .filter(|id| i.by_id.get(id).is_some_and(|c| c.pin_issued))
+                .collect()
+        }))
+    }
+
     async fn shard_connections(
         &self,
         client: &ClientId,
@@ -170,28 +181,6 @@ impl ConnectionStore for EmbeddedStore {
     ) -> Result<Vec<ConnectionId>, StoreError> {
         let key = (client.clone(), shard);
         Ok(self.live.ids_of(|i| members(&i.by_shard, &key)))
-    }
-
-    async fn count_send(
-        &self,
-        client: &ClientId,
-        scope: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let window = rate_window(now);
-        let mut index = self.live.lock();
-        let entry = index
-            .rates
-            .entry((client.clone(), scope.to_string()))
-            .or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        if entry.1 >= SENDS_PER_WINDOW {
-            return Ok(false);
-        }
-        entry.1 += 1;
-        Ok(true)
     }
 
     async fn queue_jobs(&self, _jobs: &[Job]) -> Result<bool, StoreError> {

@@ -1,7 +1,7 @@
 //! Embedded adapter on redb: a file by default (data survives restarts), or in
 //! memory for tests and `--memory`. One file per port, mirroring the DynamoDB
 //! adapter: [`documents`], [`auth`], [`aggregate`], [`codes`],
-//! [`connections`] (in memory: sockets die with the process); [`records`]
+//! [`connections`] and [`limits`] (in memory: sockets die with the process); [`records`]
 //! holds the record format and helpers they share, [`writer`] the group
 //! commit. redb runs one write transaction at a time, which makes every
 //! read-modify-write here atomic.
@@ -11,6 +11,7 @@ mod auth;
 mod codes;
 mod connections;
 mod documents;
+mod limits;
 mod records;
 mod writer;
 
@@ -32,6 +33,8 @@ pub struct EmbeddedStore {
     faults: Arc<Faults>,
     /// WebSocket connections: in memory, they die with the process.
     live: Arc<connections::LiveConnections>,
+    /// Budgets' counters: in memory too.
+    limits: Arc<limits::Counters>,
 }
 
 impl EmbeddedStore {
@@ -63,6 +66,7 @@ impl EmbeddedStore {
             writer,
             faults: Arc::new(Faults::default()),
             live: Default::default(),
+            limits: Default::default(),
         })
     }
 

@@ -1,0 +1,106 @@
+//! Fixed-window budgets on the embedded store: in memory, per process (as
+//! the dev server's sockets are).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use super::EmbeddedStore;
+use crate::error::StoreError;
+use crate::ids::ClientId;
+use crate::limits::Limit;
+use crate::store::LimitStore;
+
+type Windows = HashMap<(ClientId, String), (i64, u32)>;
+type Sets = HashMap<(ClientId, String), (i64, HashSet<String>)>;
+
+/// Per (client, budget): the window's start and its count, or the distinct
+/// items it has seen.
+#[derive(Default)]
+pub(super) struct Counters {
+    windows: Mutex<Windows>,
+    sets: Mutex<Sets>,
+}
+
+impl Counters {
+    fn lock(&self) -> MutexGuard<'_, Windows> {
+        // Every update leaves the map consistent before it can panic.
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_sets(&self) -> MutexGuard<'_, Sets> {
+        self.sets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl LimitStore for EmbeddedStore {
+    async fn spend(
+        &self,
+        client: &ClientId,
+        budget: &str,
+        limit: Limit,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let window = limit.window(now);
+        let mut windows = self.limits.lock();
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| *start + limit.window_secs > now);
+        }
+        let entry = windows
+            .entry((client.clone(), budget.to_string()))
+            .or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= limit.max {
+            return Ok(false);
+        }
+        entry.1 += 1;
+        Ok(true)
+    }
+
+    async fn spend_distinct(
+        &self,
+        client: &ClientId,
+        budget: &str,
+        item: &str,
+        limit: Limit,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let window = limit.window(now);
+        let mut sets = self.limits.lock_sets();
+        if sets.len() > 100_000 {
+            sets.retain(|_, (start, _)| *start + limit.window_secs > now);
+        }
+        let (start, seen) = sets
+            .entry((client.clone(), budget.to_string()))
+            .or_insert_with(|| (window, HashSet::new()));
+        if *start != window {
+            *start = window;
+            seen.clear();
+        }
+        if seen.contains(item) {
+            return Ok(true);
+        }
+        if seen.len() >= limit.max as usize {
+            return Ok(false);
+        }
+        seen.insert(item.to_string());
+        Ok(true)
+    }
+
+    async fn refund(
+        &self,
+        client: &ClientId,
+        budget: &str,
+        limit: Limit,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut windows = self.limits.lock();
+        if let Some((start, n)) = windows.get_mut(&(client.clone(), budget.to_string()))
+            && *start == limit.window(now)
+        {
+            *n = n.saturating_sub(1);
+        }
+        Ok(())
+    }
+}
