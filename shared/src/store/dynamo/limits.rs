@@ -6,6 +6,9 @@
 
 use super::DynamoStore;
 use super::connections::joined;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::items::{condition_failed, key, n, s, sdk_err};
@@ -13,6 +16,33 @@ use crate::error::StoreError;
 use crate::ids::ClientId;
 use crate::limits::Limit;
 use crate::store::LimitStore;
+
+/// The (budget, item, window) triples this process has recorded with
+/// `spend_distinct`: seeing one again changes nothing, so it needs no
+/// request (a viewer changing a vote on a warm instance). Bounded: cleared
+/// when full.
+#[derive(Default)]
+pub(super) struct Seen(Mutex<HashSet<(String, String, i64)>>);
+
+impl Seen {
+    const CAPACITY: usize = 50_000;
+
+    fn contains(&self, entry: &(String, String, i64)) -> bool {
+        self.lock().contains(entry)
+    }
+
+    fn insert(&self, entry: (String, String, i64)) {
+        let mut seen = self.lock();
+        if seen.len() >= Self::CAPACITY {
+            seen.clear();
+        }
+        seen.insert(entry);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, i64)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 impl DynamoStore {
     fn budget_key(
@@ -63,6 +93,14 @@ impl LimitStore for DynamoStore {
         limit: Limit,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let seen = (
+            format!("{client}|{budget}"),
+            item.to_string(),
+            limit.window(now),
+        );
+        if self.seen.contains(&seen) {
+            return Ok(true);
+        }
         let out = self
             .client
             .update_item()
@@ -79,7 +117,10 @@ impl LimitStore for DynamoStore {
             .send()
             .await;
         match out {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.seen.insert(seen);
+                Ok(true)
+            }
             Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_err(e)),
         }

@@ -36,6 +36,8 @@ pub struct DynamoStore {
     /// Seconds before unclaimed code indices count as lost (see `codes`).
     recovery_grace: i64,
     faults: Arc<Faults>,
+    /// Distinct items this process has recorded in budgets (see `limits`).
+    seen: Arc<limits::Seen>,
     /// Whether fan-out jobs go to the connections table's stream (in AWS,
     /// where a worker function consumes it); else the caller runs them.
     fanout_queue: bool,
@@ -50,6 +52,7 @@ impl DynamoStore {
             code_cache: Default::default(),
             recovery_grace: codes::RECOVERY_GRACE_SECS,
             faults: Default::default(),
+            seen: Default::default(),
             fanout_queue: false,
         }
     }
