@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 
 use super::DynamoStore;
-use super::items::{Item, condition_failed, key, n, s, sdk_err, text};
+use super::items::{Item, accepted, condition_failed, key, n, s, sdk_err, text};
 use crate::clock::now_secs;
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, UserId};
@@ -58,11 +58,7 @@ impl AuthStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_err(e)),
-        }
+        accepted(out)
     }
 
     async fn claim_pin(

@@ -83,6 +83,20 @@ pub(super) fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's outcome: true when it was made, false when its
+/// condition was false (the write refused), an error otherwise.
+pub(super) fn accepted<T, E, R>(out: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) if condition_failed(&e) => Ok(false),
+        Err(e) => Err(sdk_err(e)),
+    }
+}
+
 /// A conditional write whose failed condition means "nothing to do".
 pub(super) fn unless_condition_failed<T, E, R>(
     out: Result<T, SdkError<E, R>>,

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::items::{condition_failed, key, n, s, sdk_err};
+use super::items::{accepted, condition_failed, key, n, s, sdk_err};
 use crate::error::StoreError;
 use crate::ids::ClientId;
 use crate::limits::Limit;
@@ -78,11 +78,7 @@ impl LimitStore for DynamoStore {
             .expression_attribute_values(":exp", n(limit.window(now) + limit.window_secs + 60))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_err(e)),
-        }
+        accepted(out)
     }
 
     async fn spend_distinct(
@@ -116,14 +112,11 @@ impl LimitStore for DynamoStore {
             .expression_attribute_values(":exp", n(limit.window(now) + limit.window_secs + 60))
             .send()
             .await;
-        match out {
-            Ok(_) => {
-                self.seen.insert(seen);
-                Ok(true)
-            }
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_err(e)),
+        let made = accepted(out)?;
+        if made {
+            self.seen.insert(seen);
         }
+        Ok(made)
     }
 
     async fn refund(

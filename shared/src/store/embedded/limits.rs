@@ -13,8 +13,9 @@ use crate::store::LimitStore;
 type Windows = HashMap<(ClientId, String), (i64, u32)>;
 type Sets = HashMap<(ClientId, String), (i64, HashSet<String>)>;
 
-/// Per (client, budget): the window's start and its count, or the distinct
-/// items it has seen.
+/// Per (client, budget): when its current window ends, and that window's
+/// count or the distinct items it has seen. Keyed by the end, so a full map
+/// can drop every entry whose window is over, whatever its length.
 #[derive(Default)]
 pub(super) struct Counters {
     windows: Mutex<Windows>,
@@ -32,6 +33,13 @@ impl Counters {
     }
 }
 
+/// Entries past which a write first drops the windows that are over.
+const MAX_ENTRIES: usize = 100_000;
+
+fn window_end(limit: Limit, now: i64) -> i64 {
+    limit.window(now) + limit.window_secs
+}
+
 impl LimitStore for EmbeddedStore {
     async fn spend(
         &self,
@@ -40,16 +48,16 @@ impl LimitStore for EmbeddedStore {
         limit: Limit,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let window = limit.window(now);
+        let end = window_end(limit, now);
         let mut windows = self.limits.lock();
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| *start + limit.window_secs > now);
+        if windows.len() > MAX_ENTRIES {
+            windows.retain(|_, (ends, _)| *ends > now);
         }
         let entry = windows
             .entry((client.clone(), budget.to_string()))
-            .or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+            .or_insert((end, 0));
+        if entry.0 != end {
+            *entry = (end, 0);
         }
         if entry.1 >= limit.max {
             return Ok(false);
@@ -66,16 +74,16 @@ impl LimitStore for EmbeddedStore {
         limit: Limit,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let window = limit.window(now);
+        let end = window_end(limit, now);
         let mut sets = self.limits.lock_sets();
-        if sets.len() > 100_000 {
-            sets.retain(|_, (start, _)| *start + limit.window_secs > now);
+        if sets.len() > MAX_ENTRIES {
+            sets.retain(|_, (ends, _)| *ends > now);
         }
-        let (start, seen) = sets
+        let (ends, seen) = sets
             .entry((client.clone(), budget.to_string()))
-            .or_insert_with(|| (window, HashSet::new()));
-        if *start != window {
-            *start = window;
+            .or_insert_with(|| (end, HashSet::new()));
+        if *ends != end {
+            *ends = end;
             seen.clear();
         }
         if seen.contains(item) {
@@ -96,8 +104,8 @@ impl LimitStore for EmbeddedStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut windows = self.limits.lock();
-        if let Some((start, n)) = windows.get_mut(&(client.clone(), budget.to_string()))
-            && *start == limit.window(now)
+        if let Some((ends, n)) = windows.get_mut(&(client.clone(), budget.to_string()))
+            && *ends == window_end(limit, now)
         {
             *n = n.saturating_sub(1);
         }
