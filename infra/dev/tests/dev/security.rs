@@ -54,9 +54,20 @@ async fn a_socket_closes_when_its_token_expires() {
 }
 
 /// Finding 5: `DELETE pin` left the sockets of the revoked PIN tokens open.
+/// In process, and through the Management API's `DeleteConnection` with the
+/// AWS SDK (`--fanout api`: what the auth function does in AWS).
 #[tokio::test]
 async fn revoking_pins_closes_their_sockets() {
-    let ctx = Ctx::start(&[]);
+    revoking_pins_closes_their_sockets_via(&[]).await;
+}
+
+#[tokio::test]
+async fn revoking_pins_closes_their_sockets_through_the_management_api() {
+    revoking_pins_closes_their_sockets_via(&["--fanout", "api"]).await;
+}
+
+async fn revoking_pins_closes_their_sockets_via(args: &[&str]) {
+    let ctx = Ctx::start(args);
     let (s, v) = send(
         M::POST,
         &ctx.url("pin"),
