@@ -336,3 +336,33 @@ async fn dynamodb_round_trips_per_upload_part() {
     assert_eq!(put, 1 + 8 + 1);
     assert_eq!(append, 1 + 1 + 8 + 1);
 }
+
+/// Issue #19, finding 3: each DynamoDB process caches a slot's generation
+/// for a few seconds and only the process that replaced the set forgets it.
+/// A viewer marked for the new set was refused ("not eligible") by any
+/// other warm instance. A refusal on a cached generation now reads it again.
+#[tokio::test]
+async fn a_set_replaced_on_another_instance_is_redeemed_at_once() {
+    let Some((a, _)) = medkit::testing::dynamo_store("a_set_replaced_on_another_instance").await
+    else {
+        return;
+    };
+    let endpoint = std::env::var(medkit::testing::ENDPOINT_VAR).unwrap();
+    // A second Lambda instance on the same tables, with its own caches.
+    let (b, _) = medkit::testing::counted_dynamo_store(&endpoint, a.tables().clone());
+    let (first, second) = (user(1), user(2));
+    upload(&a, 4, "old", codes("old", 5)).await;
+    make_eligible(&a, std::slice::from_ref(&first), 4, 1).await;
+    let (code, _) = a.redeem(&client(), &first, 4).await.unwrap();
+    assert!(code.starts_with("old"), "{code}");
+    // The other instance replaces the set and marks a viewer for it.
+    upload(&b, 4, "new", codes("new", 5)).await;
+    make_eligible(&b, std::slice::from_ref(&second), 4, 1).await;
+    let (code, _) = a.redeem(&client(), &second, 4).await.unwrap();
+    assert!(code.starts_with("new"), "{code}");
+    // Someone not marked is still refused.
+    assert!(matches!(
+        a.redeem(&client(), &user(3), 4).await,
+        Err(RedeemError::NotEligible(4))
+    ));
+}

@@ -142,17 +142,18 @@ impl DynamoStore {
         Ok(item.filter(|i| is_live(i, now_secs())))
     }
 
-    /// The slot's current generation, from the process cache when fresh.
+    /// The slot's current generation, from the process cache when fresh
+    /// (then `true`: another instance may have replaced the set since).
     async fn generation(
         &self,
         client: &ClientId,
         slot: usize,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<(String, bool)>, StoreError> {
         let k = (client.clone(), slot);
         if let Some((g, at)) = self.code_cache.generations.lock().unwrap().get(&k)
             && at.elapsed() < GENERATION_TTL
         {
-            return Ok(Some(g.clone()));
+            return Ok(Some((g.clone(), true)));
         }
         let generation = self
             .set_meta(client, slot)
@@ -165,7 +166,7 @@ impl DynamoStore {
                 .unwrap()
                 .insert(k, (g.clone(), Instant::now()));
         }
-        Ok(generation)
+        Ok(generation.map(|g| (g, false)))
     }
 
     fn forget_generation(&self, client: &ClientId, slot: usize) {
@@ -719,7 +720,7 @@ impl CodeStore for DynamoStore {
     ) -> Result<(String, Vec<String>), RedeemError> {
         let table = self.codes_table().to_string();
         for attempt in 0..ATTEMPTS {
-            let generation = self
+            let (generation, cached) = self
                 .generation(client, slot)
                 .await?
                 .ok_or(RedeemError::NoSet(slot))?;
@@ -732,6 +733,12 @@ impl CodeStore for DynamoStore {
             let standing_item = self.get_raw(&table, &standing_pk, &standing_sk).await?;
             let standing = standing_of(standing_item.as_ref().filter(|i| is_live(i, now_secs())));
             if standing.claimable() == 0 {
+                if cached {
+                    // The set may have been replaced on another instance and
+                    // the user marked for the new one: read it again first.
+                    self.forget_generation(client, slot);
+                    continue;
+                }
                 return Err(RedeemError::NotEligible(slot));
             }
             // 2. An index of our own.
