@@ -151,6 +151,27 @@ impl Upload {
     }
 }
 
+/// Longest part id of an append (`PUT codes?append=true&part=<id>`).
+pub const MAX_PART_ID: usize = 64;
+
+/// The id a client gives one part of an upload, so that retrying a part
+/// that was in fact written adds nothing twice: 1–64 letters, digits, `-`,
+/// `_` or `.`.
+pub fn part_id(raw: &str) -> Result<&str, ApiError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= MAX_PART_ID
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(raw)
+    } else {
+        Err(bad(format!(
+            "part must be 1 to {MAX_PART_ID} letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
 /// An append of `adding` codes to a set of `total`: refused when the set
 /// would reach 1,000,000 codes.
 pub fn check_append(slot: usize, total: usize, adding: usize) -> Result<(), AppendError> {

@@ -11,7 +11,7 @@ use medkit::app::SharedApp;
 use medkit::auth::{Caller, Role};
 use medkit::clock::now_secs;
 use medkit::codes::{
-    MAX_SLOTS, MarkFromList, MarkFromPoll, Prizes, SET_TTL_SECS, SetInfo, Standing, Upload,
+    self, MAX_SLOTS, MarkFromList, MarkFromPoll, Prizes, SET_TTL_SECS, SetInfo, Standing, Upload,
     redeem_slot,
 };
 use medkit::error::ApiError;
@@ -44,6 +44,7 @@ async fn upload<S: CodeStore + AuthStore>(
 ) -> Result<Response, ApiError> {
     caller.require(PRIVILEGED)?;
     let append = matches!(query.get("append"), Some("true") | Some("1"));
+    let part = query.get("part").map(codes::part_id).transpose()?;
     let upload = Upload::parse(&body, append)?;
     let client = &caller.client_id;
     let existing = app.store.sets(client).await?;
@@ -65,7 +66,7 @@ async fn upload<S: CodeStore + AuthStore>(
         }
         for set in &upload.sets {
             app.store
-                .append_codes(client, set.slot, &set.codes)
+                .append_codes(client, set.slot, &set.codes, part)
                 .await?
                 .ok_or_else(|| ApiError::conflict("the set was removed meanwhile"))?;
         }

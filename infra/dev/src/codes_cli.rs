@@ -197,12 +197,20 @@ async fn upload(args: UploadArgs) -> Result<(), String> {
     let parts = parts(&codes, args.part_bytes.clamp(1024, 6_000_000));
     let started = Instant::now();
     let (mut sent, mut bytes) = (0, 0);
+    // Each append names its part, so a retry of one that was in fact
+    // written (its answer lost) adds nothing twice.
+    let upload_id = medkit::random::token_id(10);
     progress(0, codes.len());
     for (i, part) in parts.iter().enumerate() {
         let body =
             json!({"codes": [part], "names": [args.name], "indices": [args.slot]}).to_string();
         bytes += body.len();
-        let path = if i == 0 { "codes" } else { "codes?append=true" };
+        let path = if i == 0 {
+            "codes".to_string()
+        } else {
+            format!("codes?append=true&part={upload_id}-{i}")
+        };
+        let path = path.as_str();
         api.send(reqwest::Method::PUT, path, Some(body))
             .await
             .map_err(|e| format!("\npart {} of {} failed: {e}", i + 1, parts.len()))?;

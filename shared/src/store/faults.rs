@@ -8,6 +8,8 @@
 pub struct Faults {
     #[cfg(feature = "testing")]
     redeem_crashes: std::sync::atomic::AtomicUsize,
+    #[cfg(feature = "testing")]
+    append_crashes: std::sync::atomic::AtomicUsize,
 }
 
 impl Faults {
@@ -30,6 +32,27 @@ impl Faults {
 
     #[cfg(not(feature = "testing"))]
     pub(crate) fn take_redeem_crash(&self) -> bool {
+        false
+    }
+
+    /// The next `n` appends (on DynamoDB) die right after taking the slot's
+    /// append lock, before writing or releasing anything.
+    #[cfg(feature = "testing")]
+    pub fn crash_appends_after_lock(&self, n: usize) {
+        self.append_crashes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(feature = "testing")]
+    pub(crate) fn take_append_crash(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.append_crashes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn take_append_crash(&self) -> bool {
         false
     }
 }

@@ -231,12 +231,14 @@ pub trait CodeStore: Send + Sync + 'static {
 
     /// Adds codes to the existing set of `slot` (None when there is none);
     /// refused when the set would reach 1,000,000 codes or another append to
-    /// the slot is under way.
+    /// the slot is under way. An append naming a `part` the set already
+    /// took adds nothing and answers the set as it is (a retried request).
     fn append_codes(
         &self,
         client: &ClientId,
         slot: usize,
         codes: &[String],
+        part: Option<&str>,
     ) -> impl Future<Output = Result<Option<SetInfo>, AppendError>> + Send;
 
     /// The live sets, by slot.

@@ -59,13 +59,13 @@ async fn sets_upload_replace_and_delete<S: Store>(s: S) {
     );
     // Appending to an empty slot is refused; to a set, extends it.
     assert!(
-        s.append_codes(&client(), 5, &codes("x", 1))
+        s.append_codes(&client(), 5, &codes("x", 1), None)
             .await
             .unwrap()
             .is_none()
     );
     let grown = s
-        .append_codes(&client(), 3, &codes("h", 2))
+        .append_codes(&client(), 3, &codes("h", 2), None)
         .await
         .unwrap()
         .unwrap();
@@ -106,11 +106,11 @@ async fn sets_upload_replace_and_delete<S: Store>(s: S) {
 
 async fn appends_cross_chunk_boundaries<S: Store>(s: S) {
     upload(&s, 1, "big", codes("a", 998)).await;
-    s.append_codes(&client(), 1, &codes("b", 3))
+    s.append_codes(&client(), 1, &codes("b", 3), None)
         .await
         .unwrap()
         .unwrap();
-    s.append_codes(&client(), 1, &codes("c", 1001))
+    s.append_codes(&client(), 1, &codes("c", 1001), None)
         .await
         .unwrap()
         .unwrap();
@@ -228,7 +228,7 @@ async fn a_crash_mid_redeem_loses_nothing<S: Store>(s: S, faults: &medkit::store
 async fn sets_stop_below_a_million_codes<S: Store>(s: S) {
     upload(&s, 8, "huge", codes("h", 999_998)).await;
     let err = s
-        .append_codes(&client(), 8, &codes("x", 2))
+        .append_codes(&client(), 8, &codes("x", 2), None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("1000000"), "{err}");
@@ -238,7 +238,7 @@ async fn sets_stop_below_a_million_codes<S: Store>(s: S) {
         "a refused append changes nothing"
     );
     let full = s
-        .append_codes(&client(), 8, &codes("y", 1))
+        .append_codes(&client(), 8, &codes("y", 1), None)
         .await
         .unwrap()
         .unwrap();
@@ -251,16 +251,18 @@ async fn expired_sets_are_invisible<S: Store>(s: S) {
         name: "short-lived".into(),
         codes: codes("e", 3),
     };
-    s.put_set(&client(), &set, now_secs() + 1).await.unwrap();
+    // Live for at least one whole second (an expiry of now + 1 can pass a
+    // millisecond later, at the next second), gone after three.
+    s.put_set(&client(), &set, now_secs() + 2).await.unwrap();
     make_eligible(&s, &[user(1)], 9, 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert!(s.sets(&client()).await.unwrap().is_empty());
     assert!(matches!(
         s.redeem(&client(), &user(1), 9).await,
         Err(RedeemError::NoSet(9))
     ));
     assert!(
-        s.append_codes(&client(), 9, &codes("f", 1))
+        s.append_codes(&client(), 9, &codes("f", 1), None)
             .await
             .unwrap()
             .is_none()
@@ -326,7 +328,7 @@ async fn dynamodb_round_trips_per_upload_part() {
     upload(&s, 0, "big", codes("a", 200_000)).await;
     let put = rt.get();
     rt.reset();
-    s.append_codes(&client(), 0, &codes("b", 200_000))
+    s.append_codes(&client(), 0, &codes("b", 200_000), None)
         .await
         .unwrap()
         .unwrap();
@@ -365,4 +367,75 @@ async fn a_set_replaced_on_another_instance_is_redeemed_at_once() {
         a.redeem(&client(), &user(3), 4).await,
         Err(RedeemError::NotEligible(4))
     ));
+}
+
+/// Issue #19, finding 4 (appends): a client retrying a part that was in
+/// fact written (its answer lost to a timeout) appended the codes twice.
+/// A part id makes the retry a no-op.
+async fn a_retried_part_is_appended_once<S: Store>(s: S) {
+    upload(&s, 6, "keys", codes("k", 3)).await;
+    for _ in 0..3 {
+        let info = s
+            .append_codes(&client(), 6, &codes("p", 2), Some("upload1-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.total, 5, "the part counts once");
+    }
+    let info = s
+        .append_codes(&client(), 6, &codes("q", 2), Some("upload1-2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.total, 7, "another part is appended");
+    assert_eq!(set_in(&s, 6).await.total, 7);
+    // A new upload (a replacing PUT) forgets the parts of the old one.
+    upload(&s, 6, "keys", codes("r", 1)).await;
+    let info = s
+        .append_codes(&client(), 6, &codes("p", 2), Some("upload1-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.total, 3);
+}
+
+#[tokio::test]
+async fn a_retried_part_is_appended_once_embedded() {
+    a_retried_part_is_appended_once(EmbeddedStore::in_memory()).await;
+}
+
+#[tokio::test]
+async fn a_retried_part_is_appended_once_dynamodb() {
+    if let Some((s, _)) = medkit::testing::dynamo_store("a_retried_part_is_appended_once").await {
+        a_retried_part_is_appended_once(s).await;
+    }
+}
+
+/// Issue #19, finding 4 (appends): an append killed after taking the slot's
+/// lock left it forever, so every later append was 409. The lock now
+/// expires (120 s, past the function's 60 s timeout; 1 s here).
+#[tokio::test]
+async fn a_crashed_append_does_not_lock_the_slot_for_good() {
+    let Some((s, _)) = medkit::testing::dynamo_store("a_crashed_append").await else {
+        return;
+    };
+    let s = s.with_append_lock_secs(1);
+    upload(&s, 7, "keys", codes("k", 2)).await;
+    s.faults().crash_appends_after_lock(1);
+    assert!(
+        s.append_codes(&client(), 7, &codes("a", 1), None)
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        s.append_codes(&client(), 7, &codes("a", 1), None).await,
+        Err(medkit::codes::AppendError::Busy)
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let info = s
+        .append_codes(&client(), 7, &codes("a", 1), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.total, 3);
 }

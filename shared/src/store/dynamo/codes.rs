@@ -2,7 +2,8 @@
 //!
 //! Attribute names are short and never DynamoDB reserved words: metadata
 //! `nm` name, `g` generation, `tot` total, `cur` cursor, `ret` returned pool,
-//! `exh`/`scn` exhausted/scanned times, `alock` append lock; standing `lim`
+//! `exh`/`scn` exhausted/scanned times, `alock`/`alx` append lock and its
+//! expiry, `parts` the part ids appended; standing `lim`
 //! cap, `hd` codes held; chunk `c`; claim `u` user.
 //!
 //! A set is a metadata item (name, generation, total, `cursor`) plus its
@@ -54,6 +55,9 @@ const CLAIM_SHARDS: usize = 4;
 /// How long after a set ran out redeems wait before treating unclaimed
 /// indices as lost (a live request takes well under the 10 s Lambda timeout).
 pub const RECOVERY_GRACE_SECS: i64 = 30;
+/// How long an append's lock holds if its holder dies: longer than the
+/// codes function's 60 s timeout, so a live append is never overtaken.
+pub const APPEND_LOCK_SECS: i64 = 120;
 /// How long a process trusts the generation of a slot it read.
 const GENERATION_TTL: Duration = Duration::from_secs(5);
 /// Attempts of one redeem (lost races on the cap, pool pops) before 409.
@@ -477,6 +481,12 @@ impl DynamoStore {
 
     /// How long after a set ran out unclaimed indices count as lost
     /// (default 30 s; tests of the crash recovery use 0).
+    /// A shorter append lock (tests of a crashed append).
+    pub fn with_append_lock_secs(mut self, secs: i64) -> Self {
+        self.append_lock_secs = secs;
+        self
+    }
+
     pub fn with_code_recovery_grace(mut self, secs: i64) -> Self {
         self.recovery_grace = secs;
         self
@@ -530,29 +540,43 @@ impl CodeStore for DynamoStore {
         })
     }
 
+    /// One append at a time per slot: a lock (`alock`) taken on the total
+    /// read, which expires (`alx`) in case its holder died, so a crashed
+    /// append never blocks the slot for good. Parts already taken (`parts`)
+    /// are answered without writing.
     async fn append_codes(
         &self,
         client: &ClientId,
         slot: usize,
         new: &[String],
+        part: Option<&str>,
     ) -> Result<Option<SetInfo>, AppendError> {
         let meta_key = key(&code_keys::sets(client), &code_keys::slot_sk(slot));
         let Some(meta) = self.set_meta(client, slot).await? else {
             return Ok(None);
         };
+        if let Some(p) = part
+            && matches!(meta.get("parts"), Some(AttributeValue::Ss(ss)) if ss.iter().any(|x| x == p))
+        {
+            return Ok(set_info(slot, &meta, 0));
+        }
         let generation = text(&meta, "g").unwrap_or_default().to_string();
         let total = num(&meta, "tot").unwrap_or(0) as usize;
         codes::check_append(slot, total, new.len())?;
-        // One upload at a time per slot: take the lock on the total read.
         let lock = crate::random::token_id(12);
+        let now = now_secs();
         let locked = self
             .client
             .update_item()
             .table_name(self.codes_table())
             .set_key(Some(meta_key.clone()))
-            .update_expression("SET alock = :lock")
-            .condition_expression("g = :gen AND tot = :total AND attribute_not_exists(alock)")
+            .update_expression("SET alock = :lock, alx = :until")
+            .condition_expression(
+                "g = :gen AND tot = :total AND (attribute_not_exists(alock) OR alx < :now)",
+            )
             .expression_attribute_values(":lock", s(lock.as_str()))
+            .expression_attribute_values(":until", n(now + self.append_lock_secs))
+            .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":gen", s(generation.as_str()))
             .expression_attribute_values(":total", n(total as i64))
             .send()
@@ -562,6 +586,11 @@ impl CodeStore for DynamoStore {
                 return Err(AppendError::Busy);
             }
             return Err(sdk_err(e).into());
+        }
+        if self.faults.take_append_crash() {
+            return Err(AppendError::Store(StoreError::Unavailable(
+                "injected crash after taking the append lock".into(),
+            )));
         }
         let expires_at = num(&meta, "expires_at").unwrap_or(0);
         let written = self
@@ -579,12 +608,15 @@ impl CodeStore for DynamoStore {
             .set_key(Some(meta_key))
             .condition_expression("alock = :lock")
             .expression_attribute_values(":lock", s(lock.as_str()));
-        release = if written.is_ok() {
-            release
-                .update_expression("SET tot = :total REMOVE alock")
+        release = match (written.is_ok(), part) {
+            (true, Some(p)) => release
+                .update_expression("SET tot = :total ADD parts :part REMOVE alock, alx")
                 .expression_attribute_values(":total", n((total + new.len()) as i64))
-        } else {
-            release.update_expression("REMOVE alock")
+                .expression_attribute_values(":part", AttributeValue::Ss(vec![p.to_string()])),
+            (true, None) => release
+                .update_expression("SET tot = :total REMOVE alock, alx")
+                .expression_attribute_values(":total", n((total + new.len()) as i64)),
+            (false, _) => release.update_expression("REMOVE alock, alx"),
         };
         let release = release.send().await;
         written?;

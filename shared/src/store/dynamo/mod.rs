@@ -35,6 +35,8 @@ pub struct DynamoStore {
     code_cache: Arc<codes::CodeCache>,
     /// Seconds before unclaimed code indices count as lost (see `codes`).
     recovery_grace: i64,
+    /// Seconds an append's lock holds (see `codes`).
+    append_lock_secs: i64,
     faults: Arc<Faults>,
     /// Distinct items this process has recorded in budgets (see `limits`).
     seen: Arc<limits::Seen>,
@@ -51,6 +53,7 @@ impl DynamoStore {
             vote_shards: aggregate::VOTE_SHARDS,
             code_cache: Default::default(),
             recovery_grace: codes::RECOVERY_GRACE_SECS,
+            append_lock_secs: codes::APPEND_LOCK_SECS,
             faults: Default::default(),
             seen: Default::default(),
             fanout_queue: false,

@@ -25,6 +25,9 @@ struct SetMeta {
     /// Next index never handed out.
     cursor: usize,
     distributed: usize,
+    /// The part ids of the appends this generation took.
+    #[serde(default)]
+    parts: Vec<String>,
 }
 
 impl SetMeta {
@@ -124,6 +127,7 @@ impl CodeStore for EmbeddedStore {
             total: set.codes.len(),
             cursor: 0,
             distributed: 0,
+            parts: Vec::new(),
         };
         let codes = set.codes.clone();
         let slot = set.slot;
@@ -145,14 +149,22 @@ impl CodeStore for EmbeddedStore {
         client: &ClientId,
         slot: usize,
         codes: &[String],
+        part: Option<&str>,
     ) -> Result<Option<SetInfo>, AppendError> {
         let meta_k = key(&code_keys::sets(client), &code_keys::slot_sk(slot));
         let codes = codes.to_vec();
         let client = client.clone();
+        let part = part.map(str::to_string);
         self.write(move |t| {
             let Some(mut meta) = get_json::<SetMeta>(t, &meta_k, now_secs())? else {
                 return Ok(None);
             };
+            if let Some(p) = &part {
+                if meta.parts.contains(p) {
+                    return Ok(Some(meta.info(slot)));
+                }
+                meta.parts.push(p.clone());
+            }
             codes::check_append(slot, meta.total, codes.len())?;
             let expires_at = set_expiry(t, &meta_k)?;
             let pk = code_keys::chunks(&client, slot, &meta.generation);
