@@ -32,6 +32,8 @@ pub async fn serve(
     timeouts: Timeouts,
 ) -> Result<(), String> {
     let router = router.layer(middleware::from_fn_with_state(timeouts.request, within));
+    let shutdown = tokio::signal::ctrl_c();
+    tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -41,7 +43,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut shutdown => return Ok(()),
         };
         let service = router.clone().map_request(move |mut req: Request<_>| {
             req.extensions_mut().insert(ConnectInfo(peer));
