@@ -251,11 +251,15 @@ async fn expired_sets_are_invisible<S: Store>(s: S) {
         name: "short-lived".into(),
         codes: codes("e", 3),
     };
-    // Live for at least one whole second (an expiry of now + 1 can pass a
-    // millisecond later, at the next second), gone after three.
-    s.put_set(&client(), &set, now_secs() + 2).await.unwrap();
+    // Live long enough to be marked even on a loaded machine (DynamoDB Local
+    // under a parallel test run can take seconds), then wait until the
+    // expiry second has passed.
+    let expires = now_secs() + 6;
+    s.put_set(&client(), &set, expires).await.unwrap();
     make_eligible(&s, &[user(1)], 9, 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    while now_secs() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert!(s.sets(&client()).await.unwrap().is_empty());
     assert!(matches!(
         s.redeem(&client(), &user(1), 9).await,
@@ -413,15 +417,17 @@ async fn a_retried_part_is_appended_once_dynamodb() {
 
 /// Issue #19, finding 4 (appends): an append killed after taking the slot's
 /// lock left it forever, so every later append was 409. The lock now
-/// expires (120 s, past the function's 60 s timeout; 1 s here).
+/// expires (120 s, past the function's 60 s timeout; 5 s here, so the
+/// second append is still refused on a loaded machine).
 #[tokio::test]
 async fn a_crashed_append_does_not_lock_the_slot_for_good() {
     let Some((s, _)) = medkit::testing::dynamo_store("a_crashed_append").await else {
         return;
     };
-    let s = s.with_append_lock_secs(1);
+    let s = s.with_append_lock_secs(5);
     upload(&s, 7, "keys", codes("k", 2)).await;
     s.faults().crash_appends_after_lock(1);
+    let locked_at = now_secs();
     assert!(
         s.append_codes(&client(), 7, &codes("a", 1), None)
             .await
@@ -431,7 +437,10 @@ async fn a_crashed_append_does_not_lock_the_slot_for_good() {
         s.append_codes(&client(), 7, &codes("a", 1), None).await,
         Err(medkit::codes::AppendError::Busy)
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The lock is taken at `locked_at` or later and lasts 5 s.
+    while now_secs() <= locked_at + 6 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let info = s
         .append_codes(&client(), 7, &codes("a", 1), None)
         .await
