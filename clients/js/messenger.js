@@ -14,9 +14,10 @@
  *
  * The socket opens on the first `listen` (after `sdk.loaded()`, when the
  * client holds a token), authenticating with `?client_id=…&token=…`. Frames
- * are `{"topic": "broadcast" | "global" | "whisper-<id>", "message": "<envelope>"}`
- * where the envelope is `{"event", "data"}` JSON, or base64(zlib(JSON)) when
- * over 4 KB. A dropped socket reconnects with backoff and a fresh token.
+ * are `{"topic": "broadcast" | "global" | "whisper-<id>", "message": "<envelope>",
+ * "id", "seq", "snapshot"?}` where the envelope is `{"event", "data"}` JSON, or
+ * base64(zlib(JSON)) when over 4 KB. A frame whose `id` was seen is dropped
+ * (retried deliveries), and so is a snapshot older than the last one shown. A dropped socket reconnects with backoff and a fresh token.
  * `send` posts to the backend's `broadcast` endpoint (broadcaster role).
  *
  * Works as a browser <script> (global `MedkitMessenger`) and as a CommonJS
@@ -39,6 +40,9 @@
   // The server stops delivering to a connection when its token expires:
   // reconnect with the client's current token this long before.
   const RENEW_BEFORE_MS = 60 * 1000;
+  // Frame ids remembered to drop duplicates (a retried fan-out job posts
+  // again to recipients it already reached); the oldest are forgotten.
+  const SEEN_IDS = 1024;
 
   /** A JWT's `exp` in milliseconds, or null when it has none. */
   function expiryMs(token) {
@@ -113,6 +117,38 @@
     // Frames are handled one after another: decoding is asynchronous, and a
     // compressed envelope must not overtake the plain one sent after it.
     let queue = Promise.resolve();
+    // Duplicates and stale snapshots (see `fresh`).
+    const seen = new Set();
+    const lastSnapshot = new Map();
+
+    /**
+     * Whether a frame is new: its id not seen before, and, for a snapshot
+     * (`channel_state_update`, `vote_update:<id>`, ...: only the latest
+     * matters), its `seq` above the last shown for that event and topic.
+     * Frames without an id (older servers) are always new.
+     */
+    function fresh(frame, parsed) {
+      if (typeof frame.id === 'string') {
+        if (seen.has(frame.id)) {
+          return false;
+        }
+        seen.add(frame.id);
+        if (seen.size > SEEN_IDS) {
+          seen.delete(seen.values().next().value);
+        }
+      }
+      if (frame.snapshot === true && typeof frame.seq === 'number' && parsed && parsed.event) {
+        const key = `${frame.topic}\n${parsed.event}`;
+        if (lastSnapshot.has(key) && lastSnapshot.get(key) >= frame.seq) {
+          return false;
+        }
+        lastSnapshot.set(key, frame.seq);
+        if (lastSnapshot.size > SEEN_IDS) {
+          lastSnapshot.delete(lastSnapshot.keys().next().value);
+        }
+      }
+      return true;
+    }
 
     function settle(err) {
       const pending = waiting;
@@ -187,6 +223,9 @@
         parsed = await decodeEnvelope(frame.message);
       } catch (err) {
         onError(err);
+        return;
+      }
+      if (!fresh(frame, parsed)) {
         return;
       }
       listeners.forEach((handle) => {

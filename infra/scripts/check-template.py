@@ -7,10 +7,13 @@ e.g. the .tools venv; infra/scripts/test.sh does):
 - every function's BuildProperties.Binary is a [[bin]] of its CodeUri crate;
 - every function runs provided.al2023 on arm64 with the cargo-lambda build;
 - every table is PAY_PER_REQUEST with TTL on `expires_at`;
-- the WebSocket API has $connect, $disconnect and $default routes.
+- the WebSocket API has $connect, $disconnect and $default routes;
+- every stream mapping reports partial failures, bounds record age and
+  retries, and has an SQS on-failure destination its function may send to.
 Prints what it checked; exits 1 on the first list of problems."""
 import pathlib
 import re
+import json
 import sys
 
 import yaml
@@ -89,6 +92,32 @@ ws_routes = {r["Properties"]["RouteKey"] for r in resources.values() if r["Type"
 for key in ("$connect", "$disconnect", "$default"):
     if key not in ws_routes:
         problems.append(f"the WebSocket API has no {key} route")
+
+# The fan-out mapping (issue #19): retries, a maximum record age, and an
+# on-failure destination the worker may send to; reported partial failures.
+for name, fn in functions.items():
+    for ev_name, ev in fn["Properties"].get("Events", {}).items():
+        if ev["Type"] != "DynamoDB":
+            continue
+        p = ev["Properties"]
+        where = f"{name}.{ev_name}"
+        if "ReportBatchItemFailures" not in p.get("FunctionResponseTypes", []):
+            problems.append(f"{where}: no ReportBatchItemFailures")
+        if not 60 <= p.get("MaximumRecordAgeInSeconds", -1) <= 300:
+            problems.append(f"{where}: MaximumRecordAgeInSeconds must bound real-time events (60..300)")
+        if not 0 < p.get("MaximumRetryAttempts", -1) <= 5:
+            problems.append(f"{where}: MaximumRetryAttempts must be 1..5")
+        dest = p.get("DestinationConfig", {}).get("OnFailure", {})
+        target = dest.get("Destination")
+        queue = str(target.get("GetAtt", "")).split(".")[0] if isinstance(target, dict) else None
+        if dest.get("Type") != "SQS" or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
+            problems.append(f"{where}: no SQS on-failure destination")
+        statements = [st for pol in fn["Properties"].get("Policies", []) if isinstance(pol, dict)
+                      for st in pol.get("Statement", [])]
+        may_send = any("sqs:SendMessage" in st.get("Action", []) and
+                       json.dumps(st.get("Resource")).find(str(queue)) >= 0 for st in statements)
+        if not may_send:
+            problems.append(f"{where}: the function may not send to its on-failure queue {queue}")
 
 if problems:
     print("template.yaml does not match the code:", *problems, sep="\n  ")

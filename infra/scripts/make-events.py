@@ -90,8 +90,18 @@ def ws_event(route, connection_id, query=None, body=None):
         ev["requestContext"]["disconnectReason"] = "Going away"
     return ev
 
-def stream_job(client, part, frame):
-    """A DynamoDB stream record of a fan-out job item (what the worker receives)."""
+def stream_job(client, part, frame, to=None):
+    """A DynamoDB stream record of a fan-out job item (what the worker receives):
+    `pk` `<client>|job|<part>` (a channel's or shard's jobs share it, so they are
+    processed in order), `sk` its send order, `pt` the part (`r` for a follow-up,
+    with the connection ids in `to`), `n` the attempt. No `at` (send time): a
+    sample event is never dropped as stale."""
+    key_part = "r:sample" if to else part
+    keys = {"pk": {"S": f"{client}|job|{key_part}"}, "sk": {"S": "00000000000000000001|sample"}}
+    image = dict(keys, pt={"S": part}, cl={"S": client}, fr={"S": frame},
+                 n={"N": "1" if to else "0"}, expires_at={"N": str(EXPIRES)})
+    if to:
+        image["to"] = {"SS": to}
     return {"Records": [{
         "eventID": "sample-event-id",
         "eventName": "INSERT",
@@ -100,9 +110,8 @@ def stream_job(client, part, frame):
         "awsRegion": "us-east-1",
         "dynamodb": {
             "ApproximateCreationDateTime": 1795593600,
-            "Keys": {"pk": {"S": f"{client}|job|sample"}, "sk": {"S": part}},
-            "NewImage": {"pk": {"S": f"{client}|job|sample"}, "sk": {"S": part},
-                         "cl": {"S": client}, "fr": {"S": frame}, "expires_at": {"N": str(EXPIRES)}},
+            "Keys": keys,
+            "NewImage": image,
             "SequenceNumber": "111100000000000000000001",
             "SizeBytes": 200,
             "StreamViewType": "NEW_IMAGE",
@@ -196,9 +205,11 @@ def main():
         "05-pusher-broadcast-post": event("POST", "/v1/e/pusher_broadcast", auth=broadcaster,
                                           body={"target": "broadcast", "event": f"sandbox:{CLIENT}:score", "user_id": "1001", "data": 1}),
     }
-    frame = json.dumps({"topic": "global", "message": json.dumps({"event": f"sandbox:{CLIENT}:season", "data": {"n": 4}})})
+    frame = json.dumps({"topic": "global", "message": json.dumps({"event": f"sandbox:{CLIENT}:season", "data": {"n": 4}}),
+                        "id": "5a3e1f0c9b7d2e4a", "seq": 1795593600000000})
     fanout = {
         "01-job-shard": stream_job(CLIENT, "s:0", frame),
+        "02-job-follow-up": stream_job(CLIENT, "r", frame, to=["sample-conn-1="]),
     }
     families = {"stores": stores, "auth": auth, "aggregate": aggregate, "codes": codes,
                 "socket": socket, "broadcast": broadcast, "fanout": fanout}

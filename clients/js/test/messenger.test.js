@@ -210,3 +210,71 @@ test('install swaps the messenger and closes the default one', () => {
   assert.equal(closed, 1);
   assert.throws(() => createMessenger(Muxy, {}), /options.url/);
 });
+
+test('a frame delivered twice (a retried fan-out job) is shown once', async () => {
+  const { m } = setup();
+  const got = [];
+  m.listen('cid', 'broadcast', (p) => got.push(p.data));
+  const ws = FakeSocket.opened[0];
+  ws.open();
+  const frame = (id, seq, n) => ({ topic: 'broadcast', message: envelope('score', n), id, seq });
+  ws.receive(frame('a1', 10, 1));
+  ws.receive(frame('a2', 11, 2));
+  ws.receive(frame('a1', 10, 1));
+  // Messages are all shown, even one older than the last: only snapshots
+  // are replaced by newer ones.
+  ws.receive(frame('a0', 9, 0));
+  ws.receive({ topic: 'broadcast', message: envelope('legacy', 3) });
+  ws.receive({ topic: 'broadcast', message: envelope('legacy', 3) });
+  await until(() => got.length === 5, 'the frames');
+  await new Promise((r) => setTimeout(r, 30));
+  assert.deepEqual(got, [1, 2, 0, 3, 3]);
+  m.close();
+});
+
+test('a snapshot older than the last one shown is dropped, per event and topic', async () => {
+  const { m } = setup();
+  const got = [];
+  m.listen('cid', 'broadcast', (p) => got.push([p.event.split(':')[2], p.data]));
+  const ws = FakeSocket.opened[0];
+  ws.open();
+  const snap = (event, id, seq, data, topic = 'broadcast') => ({
+    topic,
+    message: envelope(event, data),
+    id,
+    seq,
+    snapshot: true,
+  });
+  ws.receive(snap('channel_state_update', 's2', 20, 'new'));
+  ws.receive(snap('channel_state_update', 's1', 10, 'old'));
+  ws.receive(snap('vote_update:p', 'v1', 15, 'votes'));
+  ws.receive(snap('channel_state_update', 's1b', 10, 'global', 'global'));
+  ws.receive(snap('channel_state_update', 's3', 30, 'newest'));
+  await until(() => got.length === 4, 'the fresh snapshots');
+  await new Promise((r) => setTimeout(r, 30));
+  assert.deepEqual(got, [
+    ['channel_state_update', 'new'],
+    ['vote_update', 'votes'],
+    ['channel_state_update', 'global'],
+    ['channel_state_update', 'newest'],
+  ]);
+  m.close();
+});
+
+test('the ids remembered are bounded', async () => {
+  const { m } = setup();
+  let n = 0;
+  m.listen('cid', 'broadcast', () => n++);
+  const ws = FakeSocket.opened[0];
+  ws.open();
+  for (let i = 0; i < 1100; i++) {
+    ws.receive({ topic: 'broadcast', message: envelope('e', i), id: `id${i}`, seq: i });
+  }
+  // The first id was forgotten (1,024 are kept); a recent one was not.
+  ws.receive({ topic: 'broadcast', message: envelope('e', 0), id: 'id0', seq: 0 });
+  ws.receive({ topic: 'broadcast', message: envelope('e', 1099), id: 'id1099', seq: 1099 });
+  await until(() => n >= 1101, 'the frames');
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(n, 1101);
+  m.close();
+});

@@ -8,7 +8,9 @@
 //! 4. fans out to the recipients' WebSocket connections (see
 //!    `medkit::realtime::fanout`) and answers `{}`.
 //!
-//! [`worker`] is the fan-out worker that delivers extension-wide jobs in AWS.
+//! [`worker`] is the fan-out worker that delivers queued jobs in AWS;
+//! [`mapping`] (feature `local-mapping`) runs its event source mapping on
+//! DynamoDB Local.
 
 use axum::Router;
 use axum::extract::State;
@@ -22,12 +24,14 @@ use medkit::error::ApiError;
 use medkit::http::{JsonBody, finish, ok};
 use medkit::ids::{ChannelId, ClientId, ViewerId};
 use medkit::limits::SENDS;
-use medkit::realtime::envelope::{self, Target, Topic};
+use medkit::realtime::envelope::{self, Kind, Stamp, Target, Topic};
 use medkit::realtime::job::Recipients;
 use medkit::realtime::rate::{self, Budget, RATE_WINDOW_SECS, SENDS_PER_WINDOW};
 use medkit::store::{AuthStore, ConnectionStore, LimitStore};
 use serde_json::{Value, json};
 
+#[cfg(feature = "local-mapping")]
+pub mod mapping;
 pub mod worker;
 
 /// Who may send to a channel (a broadcaster only to their own).
@@ -147,7 +151,7 @@ async fn send<S: ConnectionStore + LimitStore>(
             RATE_WINDOW_SECS / 60
         )));
     }
-    let frame = envelope::frame(&topic, &message);
+    let frame = envelope::frame(&topic, &message, &Stamp::new(), Kind::Message);
     let report = app.fanout().deliver(client, &to, &frame).await?;
     tracing::info!(
         event = %req.event,

@@ -25,6 +25,7 @@ use medkit::registry::Registry;
 use medkit::store::Store;
 use medkit::store::dynamo::{DynamoStore, Tables};
 use medkit::store::embedded::EmbeddedStore;
+use medkit_broadcast::mapping::{CrashAfter, Destination, KillSwitch, Mapping, Runner};
 
 mod codes_cli;
 mod listen;
@@ -93,10 +94,22 @@ struct ServeArgs {
     /// State expiry in days after the last write.
     #[arg(long, env = "MEDKIT_STATE_TTL_DAYS", default_value_t = 30)]
     state_ttl_days: i64,
-    /// How broadcasts reach sockets: `direct` (in process) or `api` (through
-    /// this server's own Management API with the AWS SDK, as in Lambda).
+    /// How broadcasts reach sockets: `direct` (in process), `api` (through
+    /// this server's own Management API with the AWS SDK, as in Lambda), or
+    /// `stream` (the whole AWS path: jobs queued on DynamoDB, read from the
+    /// table's stream by the fan-out worker under the template's event
+    /// source mapping, posted through the Management API; needs
+    /// --dynamodb-endpoint).
     #[arg(long, env = "MEDKIT_FANOUT", default_value = "direct")]
     fanout: FanoutVia,
+    /// Tests and benchmarks: the Management API fails this many posts in a
+    /// thousand (500), as a flaky API Gateway would.
+    #[arg(long, hide = true, default_value_t = 0)]
+    inject_post_failures: u32,
+    /// Tests: with `--fanout stream`, the first fan-out invocation to make
+    /// this many posts dies right after (as one that timed out does).
+    #[arg(long, hide = true)]
+    inject_worker_crash_after: Option<usize>,
     /// Seconds a client has to send a request's headers (and an idle
     /// keep-alive connection is kept).
     #[arg(long, env = "MEDKIT_HEADER_TIMEOUT", default_value_t = 10)]
@@ -110,6 +123,7 @@ struct ServeArgs {
 enum FanoutVia {
     Direct,
     Api,
+    Stream,
 }
 
 #[derive(Args)]
@@ -219,10 +233,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|_| format!("--host {} is not an IP address", args.host))?;
-    if args.fanout == FanoutVia::Api && !addr.ip().is_loopback() {
+    if args.fanout == FanoutVia::Stream && args.dynamodb_endpoint.is_none() {
+        return Err("--fanout stream needs --dynamodb-endpoint (DynamoDB Local's stream)".into());
+    }
+    if args.inject_post_failures > 1000 {
+        return Err("--inject-post-failures is per thousand (0..=1000)".into());
+    }
+    if args.fanout != FanoutVia::Direct && !addr.ip().is_loopback() {
         // The emulated Management API trusts its callers, as API Gateway's
         // does; it is served to loopback peers only.
-        return Err("--fanout api needs a loopback --host".into());
+        return Err("--fanout api and stream need a loopback --host".into());
     }
     if args.header_timeout == 0 || args.request_timeout == 0 {
         return Err("--header-timeout and --request-timeout must be at least 1 second".into());
@@ -234,19 +254,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
     match &args.dynamodb_endpoint {
         Some(url) => {
-            let store = DynamoStore::connect(url, Tables::with_prefix(&args.table_prefix));
+            let mut store = DynamoStore::connect(url, Tables::with_prefix(&args.table_prefix));
             store
                 .ensure_tables()
                 .await
                 .map_err(|e| format!("DynamoDB at {url}: {e}"))?;
+            let mut stream = None;
+            if args.fanout == FanoutVia::Stream {
+                let arn = store
+                    .ensure_job_stream()
+                    .await
+                    .map_err(|e| format!("DynamoDB at {url}: {e}"))?;
+                store = store.with_fanout_queue();
+                stream = Some(StreamSource {
+                    endpoint: url.clone(),
+                    arn,
+                });
+            }
+            let label = format!("DynamoDB at {url}");
+            let crash_after = args.inject_worker_crash_after;
+            let mapping = stream.map(|src| {
+                move |app: SharedApp<DynamoStore>, poster: Arc<dyn Poster>| -> MappingStart {
+                    Box::pin(stream_mapping(app, poster, src, crash_after))
+                }
+            });
             run(
-                &args,
-                registry,
-                store,
-                listener,
-                local,
-                demo,
-                &format!("DynamoDB at {url}"),
+                &args, registry, store, listener, local, demo, &label, mapping,
             )
             .await
         }
@@ -259,6 +292,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 local,
                 demo,
                 "in memory",
+                NO_MAPPING,
             )
             .await
         }
@@ -267,7 +301,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             let store =
                 EmbeddedStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let label = format!("embedded file {}", path.display());
-            run(&args, registry, store, listener, local, demo, &label).await
+            run(
+                &args, registry, store, listener, local, demo, &label, NO_MAPPING,
+            )
+            .await
         }
     }
 }
@@ -286,7 +323,67 @@ fn rest_router<S: Store>(app: SharedApp<S>) -> Router {
     medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
 }
 
-async fn run<S: Store>(
+/// Where `--fanout stream` reads jobs.
+struct StreamSource {
+    endpoint: String,
+    arn: String,
+}
+
+/// Starts the event source mapping for a store (with `--fanout stream`):
+/// given the app and the Management API poster, returns the mapping's
+/// on-failure destination.
+type MappingStarter<S> = fn(SharedApp<S>, Arc<dyn Poster>) -> MappingStart;
+type MappingStart =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<Destination>, String>> + Send>>;
+const NO_MAPPING: Option<MappingStarter<EmbeddedStore>> = None;
+
+/// Runs the fan-out worker's event source mapping on DynamoDB Local's
+/// stream, with its own app (the worker function's: the same store and
+/// Management API, no REST routes).
+async fn stream_mapping(
+    app: SharedApp<DynamoStore>,
+    poster: Arc<dyn Poster>,
+    src: StreamSource,
+    crash_after: Option<usize>,
+) -> Result<Arc<Destination>, String> {
+    let destination = Arc::new(Destination::default());
+    let kill = Arc::new(KillSwitch::default());
+    let poster: Arc<dyn Poster> = match crash_after {
+        Some(n) => Arc::new(CrashAfter::new(poster, n, kill.clone())),
+        None => poster,
+    };
+    let worker = Arc::new(App {
+        env: app.env,
+        registry: Registry::default(),
+        store: app.store.clone(),
+        notifier: Arc::new(medkit::delivery::local::NoopNotifier),
+        poster,
+        expiry: app.expiry,
+        tokens: Default::default(),
+    });
+    let conf = medkit::aws::local_config(&src.endpoint);
+    let runner = Runner {
+        app: worker,
+        streams: aws_sdk_dynamodbstreams::Client::new(&conf),
+        stream_arn: src.arn,
+        mapping: Mapping::TEMPLATE,
+        destination: destination.clone(),
+        counters: Default::default(),
+        kill,
+        started_at: medkit::clock::now_secs(),
+    };
+    // Reading from here on: the task runs as long as the server.
+    drop(
+        runner
+            .start()
+            .await
+            .map_err(|e| format!("the jobs stream: {e}"))?,
+    );
+    Ok(destination)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<S: Store, M>(
     args: &ServeArgs,
     registry: Registry,
     store: S,
@@ -294,13 +391,20 @@ async fn run<S: Store>(
     local: SocketAddr,
     demo: Option<Vec<u8>>,
     store_label: &str,
-) -> Result<(), String> {
-    let sockets = Arc::new(ws::Sockets::default());
+    mapping: Option<M>,
+) -> Result<(), String>
+where
+    M: FnOnce(SharedApp<S>, Arc<dyn Poster>) -> MappingStart,
+{
+    let sockets = Arc::new(ws::Sockets::with_faults(args.inject_post_failures));
+    let management = || -> Result<Arc<dyn Poster>, String> {
+        Ok(Arc::new(
+            ManagementPoster::connect(&format!("http://{local}/ws")).map_err(|e| e.to_string())?,
+        ))
+    };
     let poster: Arc<dyn Poster> = match args.fanout {
         FanoutVia::Direct => Arc::new(ws::DirectPoster(sockets.clone())),
-        FanoutVia::Api => Arc::new(
-            ManagementPoster::connect(&format!("http://{local}/ws")).map_err(|e| e.to_string())?,
-        ),
+        FanoutVia::Api | FanoutVia::Stream => management()?,
     };
     let app = Arc::new(App {
         env: args.environment,
@@ -315,6 +419,10 @@ async fn run<S: Store>(
         expiry: Expiry::with_state_days(args.state_ttl_days),
         tokens: Default::default(),
     });
+    let destination = match mapping {
+        Some(start) => Some(start(app.clone(), management()?).await?),
+        None => None,
+    };
     let fanout = format!("{:?}", args.fanout).to_lowercase();
     print_banner(
         &app,
@@ -322,12 +430,39 @@ async fn run<S: Store>(
         demo.as_deref(),
         &format!("{store_label}; fan-out {fanout}"),
     );
-    let router = dev_router(app.clone(), sockets);
+    let mut router = dev_router(app.clone(), sockets);
+    if let Some(destination) = destination {
+        router = router.merge(failures_route(destination));
+    }
     let timeouts = listen::Timeouts {
         header: Duration::from_secs(args.header_timeout),
         request: Duration::from_secs(args.request_timeout),
     };
     listen::serve(listener, router, timeouts).await
+}
+
+/// `GET /dev/fanout-failures`: what the local mapping's on-failure
+/// destination holds (an SQS queue in AWS); `--fanout stream` serves on
+/// loopback only.
+fn failures_route(destination: Arc<Destination>) -> Router {
+    Router::new().route(
+        "/dev/fanout-failures",
+        get(move || {
+            let records: Vec<serde_json::Value> = destination
+                .records()
+                .into_iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "reason": r.reason,
+                        "sequence_number": r.sequence_number,
+                        "partition_key": r.partition_key,
+                        "invocations": r.invocations,
+                    })
+                })
+                .collect();
+            async move { medkit::http::ok(serde_json::json!({ "failures": records })) }
+        }),
+    )
 }
 
 fn print_banner<S>(app: &App<S>, local: SocketAddr, demo: Option<&[u8]>, store_label: &str) {

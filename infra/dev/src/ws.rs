@@ -45,6 +45,9 @@ const MAX_FRAME_BYTES: usize = 128 * 1024;
 #[derive(Default)]
 pub struct Sockets {
     open: Mutex<HashMap<ConnectionId, Handle>>,
+    /// Posts to the Management API that fail (500), per thousand
+    /// (`--inject-post-failures`, tests and benchmarks).
+    fail_per_mille: u32,
 }
 
 struct Handle {
@@ -56,6 +59,20 @@ struct Handle {
 }
 
 impl Sockets {
+    pub fn with_faults(fail_per_mille: u32) -> Self {
+        Sockets {
+            fail_per_mille,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this Management API post is one to fail.
+    fn injected_failure(&self) -> bool {
+        self.fail_per_mille > 0
+            && u32::from(u16::from_le_bytes(medkit::random::bytes::<2>())) % 1000
+                < self.fail_per_mille
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Handle>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -298,6 +315,13 @@ async fn post_to_connection<S: AuthStore + ConnectionStore>(
         Ok(_) => Message::Text(Utf8Bytes::try_from(body).expect("checked UTF-8")),
         Err(_) => Message::Binary(body),
     };
+    if st.sockets.injected_failure() {
+        return mgmt_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "injected failure",
+        );
+    }
     match st.sockets.post(&id, frame) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(PostError::Gone) => gone(),
@@ -306,7 +330,7 @@ async fn post_to_connection<S: AuthStore + ConnectionStore>(
             "LimitExceededException",
             "the client's buffer is full",
         ),
-        Err(PostError::Failed(m)) => {
+        Err(PostError::Failed(m) | PostError::Transient(m)) => {
             mgmt_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &m)
         }
     }

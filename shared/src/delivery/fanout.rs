@@ -33,6 +33,21 @@ pub const POST_CONCURRENCY: usize = 64;
 /// Attempts of a throttled post.
 const POST_ATTEMPTS: u32 = 4;
 
+/// What became of a queued job ([`Fanout::work`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every recipient was posted to (or found gone).
+    Delivered(Report),
+    /// Some posts failed; follow-up jobs (this many) were queued for them.
+    FollowedUp(Report, usize),
+    /// Some posts failed and no follow-up is left: report the job failed, so
+    /// the event source mapping retries it and then hands it to the
+    /// on-failure destination.
+    Exhausted(Report),
+    /// Older than `MAX_EVENT_AGE_SECS`: dropped, not delivered late.
+    Stale,
+}
+
 /// What a fan-out did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
@@ -74,16 +89,12 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             Recipients::Viewer(v) => self.viewer_ids(client, v, None).await?,
             Recipients::Extension => {
                 let jobs = (0..EXTENSION_SHARDS)
-                    .map(|shard| Job {
-                        client_id: client.clone(),
-                        part: JobPart::Shard(shard),
-                        frame: frame.to_string(),
-                    })
+                    .map(|shard| Job::new(client.clone(), JobPart::Shard(shard), frame.to_string()))
                     .collect();
                 return self.queue_or_run(jobs).await;
             }
         };
-        Ok(self.post_all(ids, Bytes::from(frame.to_string())).await)
+        Ok(self.post_all(ids, Bytes::from(frame.to_string())).await.0)
     }
 
     /// Like [`deliver`](Self::deliver), but a channel send goes to a worker
@@ -97,24 +108,50 @@ impl<S: ConnectionStore> Fanout<'_, S> {
     ) -> Result<Report, StoreError> {
         match to {
             Recipients::Channel(ch) => {
-                let job = Job {
-                    client_id: client.clone(),
-                    part: JobPart::Channel(ch.clone()),
-                    frame: frame.to_string(),
-                };
+                let job = Job::new(
+                    client.clone(),
+                    JobPart::Channel(ch.clone()),
+                    frame.to_string(),
+                );
                 self.queue_or_run(vec![job]).await
             }
             _ => self.deliver(client, to, frame).await,
         }
     }
 
-    /// Delivers one job (what a fan-out worker invocation does).
-    pub async fn run_job(&self, job: &Job) -> Result<Report, StoreError> {
+    /// Delivers one job once; the ids whose posts failed come back with the
+    /// report.
+    pub async fn run_job(&self, job: &Job) -> Result<(Report, Vec<ConnectionId>), StoreError> {
         let ids = match &job.part {
             JobPart::Channel(ch) => self.store.channel_connections(&job.client_id, ch).await?,
             JobPart::Shard(s) => self.store.shard_connections(&job.client_id, *s).await?,
+            JobPart::Retry(ids) => ids.clone(),
         };
         Ok(self.post_all(ids, Bytes::from(job.frame.clone())).await)
+    }
+
+    /// What a fan-out worker does with a queued job (see [`JobOutcome`]): a
+    /// stale job is dropped; a follow-up waits its backoff first; recipients
+    /// whose posts failed get a follow-up job of their own, durably queued,
+    /// so the others are not posted to again.
+    pub async fn work(&self, job: &Job) -> Result<JobOutcome, StoreError> {
+        if job.is_stale(crate::clock::now_secs()) {
+            return Ok(JobOutcome::Stale);
+        }
+        tokio::time::sleep(job.backoff()).await;
+        let (report, failed) = self.run_job(job).await?;
+        if failed.is_empty() {
+            return Ok(JobOutcome::Delivered(report));
+        }
+        match job.follow_ups(failed) {
+            Some(jobs) => {
+                if !self.store.queue_jobs(&jobs).await? {
+                    return Err(StoreError::Internal("no job queue for follow-ups".into()));
+                }
+                Ok(JobOutcome::FollowedUp(report, jobs.len()))
+            }
+            None => Ok(JobOutcome::Exhausted(report)),
+        }
     }
 
     async fn queue_or_run(&self, jobs: Vec<Job>) -> Result<Report, StoreError> {
@@ -127,7 +164,7 @@ impl<S: ConnectionStore> Fanout<'_, S> {
         let runs = futures_util::future::join_all(jobs.iter().map(|j| self.run_job(j))).await;
         let mut report = Report::default();
         for r in runs {
-            report.add(r?);
+            report.add(r?.0);
         }
         Ok(report)
     }
@@ -172,7 +209,12 @@ impl<S: ConnectionStore> Fanout<'_, S> {
     }
 
     /// Posts to every id, bounded concurrency; gone connections are deleted.
-    pub async fn post_all(&self, ids: Vec<ConnectionId>, frame: Bytes) -> Report {
+    /// The ids whose posts failed come back with the report.
+    pub async fn post_all(
+        &self,
+        ids: Vec<ConnectionId>,
+        frame: Bytes,
+    ) -> (Report, Vec<ConnectionId>) {
         let frame = &frame;
         let outcomes: Vec<(ConnectionId, Result<(), PostError>)> = futures_util::stream::iter(ids)
             .map(|id| async move {
@@ -183,22 +225,36 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             .collect()
             .await;
         let mut report = Report::default();
+        let mut failed = Vec::new();
+        let mut gone = Vec::new();
         for (id, outcome) in outcomes {
             match outcome {
                 Ok(()) => report.sent += 1,
                 Err(PostError::Gone) => {
                     report.gone += 1;
-                    if let Err(e) = self.store.remove_connection(&id).await {
-                        tracing::warn!(connection = %id.redacted(), error = %e, "could not delete a gone connection");
-                    }
+                    gone.push(id);
                 }
                 Err(e) => {
                     report.failed += 1;
                     tracing::warn!(connection = %id.redacted(), error = ?e, "post failed");
+                    failed.push(id);
                 }
             }
         }
-        report
+        self.forget_gone(gone).await;
+        (report, failed)
+    }
+
+    /// Deletes connections found gone, concurrently (after a long stream
+    /// break, many may be).
+    async fn forget_gone(&self, gone: Vec<ConnectionId>) {
+        futures_util::stream::iter(gone)
+            .for_each_concurrent(POST_CONCURRENCY, |id| async move {
+                if let Err(e) = self.store.remove_connection(&id).await {
+                    tracing::warn!(connection = %id.redacted(), error = %e, "could not delete a gone connection");
+                }
+            })
+            .await;
     }
 }
 
@@ -210,7 +266,9 @@ async fn post_with_retry(
     let mut attempt = 0;
     loop {
         match poster.post(id, frame).await {
-            Err(PostError::Throttled) if attempt + 1 < POST_ATTEMPTS => {
+            // A throttle, or a transport error (a pooled connection that died
+            // while the instance was frozen fails its first request).
+            Err(PostError::Throttled | PostError::Transient(_)) if attempt + 1 < POST_ATTEMPTS => {
                 let jitter = crate::random::bytes::<1>()[0] as u64 % 20;
                 tokio::time::sleep(Duration::from_millis((25 << attempt) + jitter)).await;
                 attempt += 1;
@@ -242,7 +300,13 @@ impl<S: ConnectionStore> FanoutNotifier<S> {
                 return;
             }
         };
-        let frame = envelope::frame(&topic, &message);
+        // Events carry whole documents or totals: only the latest matters.
+        let frame = envelope::frame(
+            &topic,
+            &message,
+            &envelope::Stamp::new(),
+            envelope::Kind::Snapshot,
+        );
         let fanout = Fanout {
             store: &self.store,
             poster: &*self.poster,

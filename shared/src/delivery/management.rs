@@ -94,6 +94,12 @@ impl Poster for ManagementPoster {
 }
 
 fn post_error<R: std::fmt::Debug>(e: SdkError<PostToConnectionError, R>) -> PostError {
+    if matches!(
+        e,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+    ) {
+        return PostError::Transient(DisplayErrorContext(&e).to_string());
+    }
     if let SdkError::ServiceError(se) = &e {
         match se.err() {
             PostToConnectionError::GoneException(_) => return PostError::Gone,

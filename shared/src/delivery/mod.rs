@@ -31,6 +31,9 @@ pub enum PostError {
     Gone,
     /// Too many requests: try again later.
     Throttled,
+    /// The request did not get through or timed out (a pooled connection
+    /// that died while the instance was frozen): worth trying again now.
+    Transient(String),
     /// Anything else; the cause is logged by the caller.
     Failed(String),
 }

@@ -118,9 +118,87 @@ fn zlib(bytes: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to memory")
 }
 
+/// What identifies one send on the wire, on every copy and every retry of
+/// its frame: `id`, random, for listeners to drop duplicates (a retried
+/// fan-out job posts again to recipients it already reached); `seq`, its
+/// order, from [`next_seq`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub id: String,
+    pub seq: u64,
+}
+
+impl Stamp {
+    pub fn new() -> Self {
+        Stamp {
+            id: hex(&crate::random::bytes::<8>()),
+            seq: next_seq(),
+        }
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Microseconds since the epoch, strictly increasing within a process: later
+/// sends of one instance get larger values, and across instances the order
+/// follows their (synchronised) clocks.
+pub fn next_seq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a frame's message is to a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A message: every one is shown (once).
+    Message,
+    /// A whole snapshot (`channel_state_update`, `vote_update:<id>`, …):
+    /// only the latest matters, so a listener drops one older (lower `seq`)
+    /// than the last it showed of the same event on the same topic.
+    Snapshot,
+}
+
 /// The frame text for one message on one topic.
-pub fn frame(topic: &Topic, message: &str) -> String {
-    json!({"topic": topic.as_string(), "message": message}).to_string()
+pub fn frame(topic: &Topic, message: &str, stamp: &Stamp, kind: Kind) -> String {
+    let mut f = json!({
+        "topic": topic.as_string(),
+        "message": message,
+        "id": stamp.id,
+        "seq": stamp.seq,
+    });
+    if kind == Kind::Snapshot {
+        f["snapshot"] = Value::Bool(true);
+    }
+    f.to_string()
+}
+
+/// The stamp a frame carries, if it is one of ours.
+pub fn frame_stamp(frame: &str) -> Option<Stamp> {
+    let v: Value = serde_json::from_str(frame).ok()?;
+    Some(Stamp {
+        id: v.get("id")?.as_str()?.to_string(),
+        seq: v.get("seq")?.as_u64()?,
+    })
 }
 
 /// What a listener does with a message: JSON, or base64(zlib(JSON)).
@@ -213,9 +291,31 @@ mod tests {
 
     #[test]
     fn frames_name_the_topic_and_carry_the_message_string() {
-        let f = frame(&Topic::Whisper(ViewerId::parse("U1").unwrap()), "{\"a\":1}");
+        let stamp = Stamp::new();
+        let f = frame(
+            &Topic::Whisper(ViewerId::parse("U1").unwrap()),
+            "{\"a\":1}",
+            &stamp,
+            Kind::Message,
+        );
         let v: Value = serde_json::from_str(&f).unwrap();
-        assert_eq!(v, json!({"topic": "whisper-U1", "message": "{\"a\":1}"}));
+        assert_eq!(
+            v,
+            json!({"topic": "whisper-U1", "message": "{\"a\":1}", "id": stamp.id, "seq": stamp.seq})
+        );
+        assert_eq!(frame_stamp(&f), Some(stamp.clone()));
+        let snap: Value =
+            serde_json::from_str(&frame(&Topic::Broadcast, "{}", &stamp, Kind::Snapshot)).unwrap();
+        assert_eq!(snap["snapshot"], json!(true));
+    }
+
+    #[test]
+    fn stamps_are_unique_and_ordered() {
+        let stamps: Vec<Stamp> = (0..1000).map(|_| Stamp::new()).collect();
+        assert!(stamps.windows(2).all(|w| w[0].seq < w[1].seq));
+        let ids: std::collections::HashSet<&str> = stamps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids.len(), stamps.len());
+        assert_eq!(stamps[0].id.len(), 16);
     }
 
     #[test]

@@ -1,6 +1,19 @@
 //! Who receives a send, and the parts a big fan-out is cut into.
 
-use crate::ids::{ChannelId, ClientId, ViewerId};
+use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
+
+/// A real-time event older than this (seconds since its send) is dropped
+/// rather than delivered late: after a backlog, a viewer is better served by
+/// the next update than by a minute-old one. The event source mapping's
+/// `MaximumRecordAgeInSeconds` (template.yaml) is the same.
+pub const MAX_EVENT_AGE_SECS: i64 = 60;
+/// Follow-up jobs for recipients whose posts failed, at most; then the job
+/// is reported failed and goes, after the mapping's retries, to the
+/// on-failure destination.
+pub const MAX_RETRY_JOBS: u32 = 3;
+/// Recipients of one follow-up job, at most (its item stays far below
+/// DynamoDB's 400 KB).
+pub const RETRY_JOB_RECIPIENTS: usize = 1000;
 
 /// Who receives a send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +33,114 @@ pub enum Recipients {
 pub struct Job {
     pub client_id: ClientId,
     pub part: JobPart,
+    /// The frame, stamped (`envelope::Stamp`): every copy and retry of it is
+    /// recognisably the same send.
     pub frame: String,
+    /// When the send was made (seconds since the epoch); None for a job
+    /// that does not say (one queued by an older version, a hand-written
+    /// sample event), which is never dropped as stale.
+    pub sent_at: Option<i64>,
+    /// 0 for a send's own job; n for the n-th follow-up of failed recipients.
+    pub attempt: u32,
+}
+
+impl Job {
+    /// A send's own job, made now.
+    pub fn new(client_id: ClientId, part: JobPart, frame: String) -> Self {
+        Job {
+            client_id,
+            part,
+            frame,
+            sent_at: Some(crate::clock::now_secs()),
+            attempt: 0,
+        }
+    }
+
+    /// Whether it is too old to deliver at `now` (see [`MAX_EVENT_AGE_SECS`]).
+    pub fn is_stale(&self, now: i64) -> bool {
+        self.sent_at
+            .is_some_and(|sent| now - sent > MAX_EVENT_AGE_SECS)
+    }
+
+    /// The follow-up jobs for recipients whose posts failed, or None when
+    /// this job was the last follow-up allowed.
+    pub fn follow_ups(&self, failed: Vec<ConnectionId>) -> Option<Vec<Job>> {
+        if self.attempt >= MAX_RETRY_JOBS {
+            return None;
+        }
+        Some(
+            failed
+                .chunks(RETRY_JOB_RECIPIENTS)
+                .map(|ids| Job {
+                    client_id: self.client_id.clone(),
+                    part: JobPart::Retry(ids.to_vec()),
+                    frame: self.frame.clone(),
+                    sent_at: self.sent_at,
+                    attempt: self.attempt + 1,
+                })
+                .collect(),
+        )
+    }
+
+    /// How long a follow-up waits before it posts: 1, 2, 4 s.
+    pub fn backoff(&self) -> std::time::Duration {
+        match self.attempt {
+            0 => std::time::Duration::ZERO,
+            n => std::time::Duration::from_secs(1 << (n - 1).min(4)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobPart {
     Channel(ChannelId),
     Shard(u32),
+    /// Named connections whose posts failed (a follow-up job).
+    Retry(Vec<ConnectionId>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job::new(
+            ClientId::parse("c").unwrap(),
+            JobPart::Shard(1),
+            "{}".into(),
+        )
+    }
+
+    #[test]
+    fn follow_ups_are_chunked_counted_and_bounded() {
+        let ids: Vec<ConnectionId> = (0..2500)
+            .map(|i| ConnectionId::parse(format!("c{i}")).unwrap())
+            .collect();
+        let mut j = job();
+        for attempt in 1..=MAX_RETRY_JOBS {
+            let next = j.follow_ups(ids.clone()).expect("a follow-up");
+            assert_eq!(next.len(), 3);
+            assert!(
+                next.iter()
+                    .all(|n| n.attempt == attempt && n.sent_at == j.sent_at)
+            );
+            let JobPart::Retry(first) = &next[0].part else {
+                panic!("a retry part")
+            };
+            assert_eq!(first.len(), RETRY_JOB_RECIPIENTS);
+            j = next.into_iter().next().unwrap();
+            assert_eq!(j.backoff().as_secs(), 1 << (attempt - 1));
+        }
+        assert!(j.follow_ups(ids).is_none(), "the last follow-up has none");
+    }
+
+    #[test]
+    fn jobs_go_stale_after_a_minute() {
+        let j = job();
+        let sent = j.sent_at.unwrap();
+        assert!(!j.is_stale(sent + MAX_EVENT_AGE_SECS));
+        assert!(j.is_stale(sent + MAX_EVENT_AGE_SECS + 1));
+        let undated = Job { sent_at: None, ..j };
+        assert!(!undated.is_stale(i64::MAX));
+    }
 }

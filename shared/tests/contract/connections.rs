@@ -403,3 +403,52 @@ async fn dynamodb_round_trips_per_connection_operation() {
     );
     measure!("remove_connection", 1, s.remove_connection(&c.id));
 }
+
+/// Issue #19, finding 5: a pooled Management API connection that died while
+/// the instance was frozen fails the next post as a transport error, which
+/// was not retried: that recipient lost the frame. Here a loopback "API"
+/// drops the first connection without answering (what a dead pooled socket
+/// looks like to the SDK) and answers 200 after; the post is retried and
+/// delivered.
+#[tokio::test]
+async fn a_post_on_a_dead_pooled_connection_is_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = answered.clone();
+    let server = tokio::spawn(async move {
+        for n in 0..10 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = sock.read(&mut buf).await;
+            if n == 0 {
+                drop(sock); // dead: no answer at all
+                continue;
+            }
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let poster =
+        medkit::delivery::management::ManagementPoster::connect(&format!("http://{addr}/ws"))
+            .unwrap();
+    let s = EmbeddedStore::in_memory();
+    let c = conn("c1", Some("F"), "V1", None);
+    s.add_connection(&c).await.unwrap();
+    let fanout = Fanout {
+        store: &s,
+        poster: &poster,
+    };
+    let report = fanout
+        .deliver(&client("c1"), &Recipients::Channel(channel("F")), "frame")
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0), "{report:?}");
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    server.abort();
+}

@@ -2,6 +2,7 @@
 //! (lambda_http's adapter around this function's router), and the fan-out
 //! worker's stream event through the worker.
 
+use medkit::realtime::job::MAX_EVENT_AGE_SECS;
 use std::sync::Arc;
 
 use medkit::auth::Role;
@@ -82,4 +83,29 @@ async fn the_fan_out_worker_delivers_a_stream_job() {
             .is_empty()
     );
     assert!(poster.take().is_empty());
+}
+
+/// Issue #19, finding 1 (late events): a job is delivered however old it is
+/// on main. Now one sent more than a minute ago is dropped, not delivered
+/// late; a recent one is delivered.
+#[tokio::test]
+async fn a_job_older_than_a_minute_is_dropped() {
+    let store = EmbeddedStore::in_memory();
+    let viewer = sample_viewer();
+    store.add_connection(&viewer).await.unwrap();
+    let poster = Arc::new(RecordingPoster::default());
+    let app = sample_app_with_poster(store, poster.clone());
+    let (_, text) = sample_events("fanout").into_iter().next().unwrap();
+    let sent_at = |secs_ago: i64| {
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["Records"][0]["dynamodb"]["NewImage"]["at"] =
+            serde_json::json!({"N": (now_secs() - secs_ago).to_string()});
+        serde_json::from_value::<StreamEvent>(v).unwrap()
+    };
+    let r = worker::handle(&app, sent_at(MAX_EVENT_AGE_SECS + 5)).await;
+    assert!(r.batch_item_failures.is_empty(), "dropped, not retried");
+    assert!(poster.take().is_empty(), "a stale job reaches no one");
+    let r = worker::handle(&app, sent_at(2)).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(poster.take().len(), 1, "a recent job is delivered");
 }

@@ -28,9 +28,16 @@ impl Server {
             .args(args)
             .env_remove("MEDKIT_EXTENSIONS")
             .env_remove("MEDKIT_ENV")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("MEDKIT_TEST_SERVER_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var("MEDKIT_TEST_SERVER_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -34,13 +34,28 @@ use crate::store::layout::SINGLE;
 
 /// Marks a connection made with a PIN-issued token (projected into `by_channel`).
 pub const PIN_ISSUED: &str = "pi";
-/// Jobs are delivered within seconds; the item is kept an hour for retries.
+/// Jobs are delivered within a minute (older ones are dropped); the item is
+/// kept an hour, past every retry.
 const JOB_TTL_SECS: i64 = 3600;
-/// The attributes of a job item: its extension and its frame. The table's
-/// stream filter (template.yaml) selects new items that have [`JOB_FRAME`];
+/// The attributes of a job item: its extension, its frame, its part
+/// (`c:<channel>`, `s:<shard>`, or `r` with the connection ids in
+/// [`JOB_TO`]), when it was sent and which attempt it is. The table's stream
+/// filter (template.yaml) selects new items that have [`JOB_FRAME`];
 /// [`super::stream`] reads jobs back with [`job_from_image`].
 pub const JOB_CLIENT: &str = "cl";
 pub const JOB_FRAME: &str = "fr";
+pub const JOB_PART: &str = "pt";
+pub const JOB_SENT_AT: &str = "at";
+pub const JOB_ATTEMPT: &str = "n";
+pub const JOB_TO: &str = "to";
+
+/// A job item's attributes as a stream record (or a test) holds them.
+pub trait JobImage {
+    /// A string attribute, or a number's decimal text.
+    fn text(&self, name: &str) -> Option<&str>;
+    /// A string set.
+    fn strings(&self, name: &str) -> Option<Vec<&str>>;
+}
 
 fn conn_pk(id: &ConnectionId) -> String {
     format!("conn|{id}")
@@ -227,13 +242,12 @@ impl ConnectionStore for DynamoStore {
         if !self.fanout_queue || jobs.is_empty() {
             return Ok(false);
         }
-        let id = crate::random::token_id(16);
         let exp = now_secs() + JOB_TTL_SECS;
         let requests = jobs
             .iter()
             .map(|job| {
                 PutRequest::builder()
-                    .set_item(Some(job_item(job, &id, exp)))
+                    .set_item(Some(job_item(job, exp)))
                     .build()
                     .map(|p| WriteRequest::builder().put_request(p).build())
                     .map_err(|e| StoreError::Internal(e.to_string()))
@@ -244,32 +258,84 @@ impl ConnectionStore for DynamoStore {
     }
 }
 
-/// The item of one job of the batch `id`: `<client>|job|<id>` / `<part>`
-/// (`c:<channel>` or `s:<shard>`), with the client and the frame.
-fn job_item(job: &Job, id: &str, expires_at: i64) -> Item {
-    let part = match &job.part {
+/// The partition key part of a job. A channel's jobs share one
+/// (`<client>|job|c:<channel>`), and so do one shard's: Lambda processes a
+/// stream's records in order per partition key, so a channel's events reach
+/// its viewers in the order they were sent, while different channels and
+/// the 16 shards of an extension-wide send run in parallel. A follow-up job
+/// has a key of its own, so its backoff holds up no one.
+fn job_part_key(part: &JobPart) -> String {
+    match part {
         JobPart::Channel(ch) => format!("c:{ch}"),
         JobPart::Shard(n) => format!("s:{n}"),
+        JobPart::Retry(_) => format!("r:{}", crate::random::token_id(16)),
+    }
+}
+
+/// The item of one job: `<client>|job|<part>` / `<seq>|<nonce>` (in send
+/// order within its partition), with the attributes [`job_from_image`] reads.
+fn job_item(job: &Job, expires_at: i64) -> Item {
+    let part_key = job_part_key(&job.part);
+    let sort = format!(
+        "{:020}|{}",
+        crate::realtime::envelope::next_seq(),
+        crate::random::token_id(8)
+    );
+    let mut item = key(&joined(&job.client_id, &format!("job|{part_key}")), &sort);
+    let part = match &job.part {
+        JobPart::Retry(ids) => {
+            let ids = ids.iter().map(|i| i.as_str().to_string()).collect();
+            item.insert(
+                JOB_TO.into(),
+                aws_sdk_dynamodb::types::AttributeValue::Ss(ids),
+            );
+            "r".to_string()
+        }
+        _ => part_key,
     };
-    let mut item = key(&joined(&job.client_id, &format!("job|{id}")), &part);
+    item.insert(JOB_PART.into(), s(part));
     item.insert(JOB_CLIENT.into(), s(job.client_id.as_str()));
     item.insert(JOB_FRAME.into(), s(job.frame.clone()));
+    if let Some(sent) = job.sent_at {
+        item.insert(JOB_SENT_AT.into(), n(sent));
+    }
+    item.insert(JOB_ATTEMPT.into(), n(job.attempt as i64));
     item.insert("expires_at".into(), n(expires_at));
     item
 }
 
-/// A job read back from the string attributes of its item (a stream
-/// record's new image): the client, the sort key (its part) and the frame.
-pub(super) fn job_from_image<'a>(attr: impl Fn(&str) -> Option<&'a str>) -> Option<Job> {
-    let part = match attr("sk")?.split_once(':')? {
-        ("c", ch) => JobPart::Channel(ChannelId::parse(ch).ok()?),
-        ("s", n) => JobPart::Shard(n.parse().ok()?),
-        _ => return None,
+/// A job read back from its item's attributes (a stream record's new image).
+/// A job queued before `pt` existed named its part in `sk` and had no send
+/// time or attempt: it is still delivered.
+pub(super) fn job_from_image(image: &dyn JobImage) -> Option<Job> {
+    let part = image.text(JOB_PART).or_else(|| image.text("sk"))?;
+    let part = match part {
+        "r" => JobPart::Retry(
+            image
+                .strings(JOB_TO)?
+                .into_iter()
+                .map(ConnectionId::parse)
+                .collect::<Result<_, _>>()
+                .ok()?,
+        ),
+        other => match other.split_once(':')? {
+            ("c", ch) => JobPart::Channel(ChannelId::parse(ch).ok()?),
+            ("s", n) => JobPart::Shard(n.parse().ok()?),
+            _ => return None,
+        },
     };
     Some(Job {
-        client_id: ClientId::parse(attr(JOB_CLIENT)?).ok()?,
+        client_id: ClientId::parse(image.text(JOB_CLIENT)?).ok()?,
         part,
-        frame: attr(JOB_FRAME)?.to_string(),
+        frame: image.text(JOB_FRAME)?.to_string(),
+        sent_at: match image.text(JOB_SENT_AT) {
+            Some(t) => Some(t.parse().ok()?),
+            None => None,
+        },
+        attempt: match image.text(JOB_ATTEMPT) {
+            Some(t) => t.parse().ok()?,
+            None => 0,
+        },
     })
 }
 
@@ -296,45 +362,89 @@ mod tests {
         assert_eq!(text(&item, "gc"), Some("cid|42"));
     }
 
-    /// A job's stream image as the worker sees it: string attributes.
-    fn image(cl: &'static str, sk: &'static str) -> impl Fn(&str) -> Option<&'static str> {
-        move |k| match k {
-            "sk" => Some(sk),
-            JOB_CLIENT => Some(cl),
-            JOB_FRAME => Some("{}"),
-            _ => None,
+    struct Image(Item);
+
+    impl JobImage for Image {
+        fn text(&self, name: &str) -> Option<&str> {
+            let v = self.0.get(name)?;
+            v.as_s().or_else(|_| v.as_n()).ok().map(String::as_str)
+        }
+        fn strings(&self, name: &str) -> Option<Vec<&str>> {
+            Some(
+                self.0
+                    .get(name)?
+                    .as_ss()
+                    .ok()?
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+            )
         }
     }
 
-    #[test]
-    fn jobs_parse_from_stream_images() {
-        let j = job_from_image(image("cid", "s:7")).unwrap();
-        assert_eq!(j.part, JobPart::Shard(7));
-        let j = job_from_image(image("cid", "c:42")).unwrap();
-        assert_eq!(j.part, JobPart::Channel(ChannelId::parse("42").unwrap()));
-        assert!(job_from_image(image("cid", "x:1")).is_none());
-        assert!(job_from_image(image("", "s:1")).is_none());
+    fn job(part: JobPart) -> Job {
+        Job {
+            client_id: ClientId::parse("cid").unwrap(),
+            part,
+            frame: "{}".into(),
+            sent_at: Some(1_000),
+            attempt: 2,
+        }
     }
 
     #[test]
     fn jobs_survive_their_item_form() {
+        let retry = JobPart::Retry(vec![
+            ConnectionId::parse("a1").unwrap(),
+            ConnectionId::parse("b2").unwrap(),
+        ]);
         for part in [
             JobPart::Shard(7),
             JobPart::Channel(ChannelId::parse("42").unwrap()),
+            retry,
         ] {
-            let job = Job {
-                client_id: ClientId::parse("cid").unwrap(),
-                part,
-                frame: "{}".into(),
-            };
-            let image: std::collections::HashMap<String, String> = job_item(&job, "batch", 100)
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_s().ok()?.clone())))
-                .collect();
-            assert_eq!(
-                job_from_image(|k| image.get(k).map(String::as_str)),
-                Some(job)
-            );
+            let j = job(part);
+            assert_eq!(job_from_image(&Image(job_item(&j, 100))), Some(j));
         }
+        let mut bad = job_item(&job(JobPart::Shard(1)), 100);
+        bad.insert(JOB_PART.into(), s("x:1"));
+        assert!(job_from_image(&Image(bad)).is_none());
+        // A job in the layout before follow-ups: part in `sk`, no time.
+        let mut old = Item::new();
+        old.insert("sk".into(), s("c:42"));
+        old.insert(JOB_CLIENT.into(), s("cid"));
+        old.insert(JOB_FRAME.into(), s("{}"));
+        let j = job_from_image(&Image(old)).unwrap();
+        assert_eq!(
+            (j.part, j.sent_at, j.attempt),
+            (JobPart::Channel(ChannelId::parse("42").unwrap()), None, 0)
+        );
+    }
+
+    /// Finding 2 of issue #19: every job had a random partition key, so two
+    /// quick events of one channel could be processed in parallel and the
+    /// older delivered last. A channel's (and a shard's) jobs now share a
+    /// partition key, in send order; follow-ups have their own.
+    #[test]
+    fn a_channels_jobs_share_a_partition_in_send_order() {
+        let ch = || JobPart::Channel(ChannelId::parse("42").unwrap());
+        let (a, b) = (job_item(&job(ch()), 1), job_item(&job(ch()), 1));
+        let pk = |i: &Item| text(i, "pk").unwrap().to_string();
+        let sk = |i: &Item| text(i, "sk").unwrap().to_string();
+        assert_eq!(pk(&a), pk(&b));
+        assert!(sk(&a) < sk(&b), "the later job sorts after the earlier");
+        let shards: std::collections::HashSet<String> = (0..16)
+            .map(|n| pk(&job_item(&job(JobPart::Shard(n)), 1)))
+            .collect();
+        assert_eq!(
+            shards.len(),
+            16,
+            "one extension-wide send's shards run in parallel"
+        );
+        let retry = || JobPart::Retry(vec![ConnectionId::parse("a").unwrap()]);
+        assert_ne!(
+            pk(&job_item(&job(retry()), 1)),
+            pk(&job_item(&job(retry()), 1))
+        );
     }
 }

@@ -151,6 +151,47 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Turns on the connections table's stream of new images (what the SAM
+    /// template declares) if it is off, and returns its ARN: the dev
+    /// server's `--fanout stream` reads fan-out jobs from it.
+    pub async fn ensure_job_stream(&self) -> Result<String, StoreError> {
+        let table = &self.tables.connections;
+        let described = self
+            .client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        let t = described.table();
+        let enabled = t
+            .and_then(|t| t.stream_specification())
+            .is_some_and(|s| s.stream_enabled());
+        if enabled && let Some(arn) = t.and_then(|t| t.latest_stream_arn()) {
+            return Ok(arn.to_string());
+        }
+        let spec = aws_sdk_dynamodb::types::StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let updated = self
+            .client
+            .update_table()
+            .table_name(table)
+            .stream_specification(spec)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        updated
+            .table_description()
+            .and_then(|t| t.latest_stream_arn())
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::Internal("the table has no stream after enabling it".into()))
+    }
+}
+
 fn attr_def(name: &str) -> AttributeDefinition {
     AttributeDefinition::builder()
         .attribute_name(name)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::connections::job_from_image;
+use super::connections::{JobImage, job_from_image};
 use crate::realtime::job::Job;
 
 /// A DynamoDB stream event (`Records`).
@@ -33,11 +33,36 @@ struct StreamChange {
     sequence_number: Option<String>,
 }
 
-/// A DynamoDB attribute value; only strings are read.
+/// A DynamoDB attribute value; only strings, numbers and string sets are
+/// read (all a job item has).
 #[derive(Debug, Deserialize)]
 struct Attribute {
     #[serde(rename = "S", default)]
     s: Option<String>,
+    #[serde(rename = "N", default)]
+    n: Option<String>,
+    #[serde(rename = "SS", default)]
+    ss: Option<Vec<String>>,
+}
+
+struct Image<'a>(&'a HashMap<String, Attribute>);
+
+impl JobImage for Image<'_> {
+    fn text(&self, name: &str) -> Option<&str> {
+        let a = self.0.get(name)?;
+        a.s.as_deref().or(a.n.as_deref())
+    }
+    fn strings(&self, name: &str) -> Option<Vec<&str>> {
+        Some(
+            self.0
+                .get(name)?
+                .ss
+                .as_ref()?
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        )
+    }
 }
 
 impl StreamRecord {
@@ -47,7 +72,7 @@ impl StreamRecord {
             return None;
         }
         let image = self.dynamodb.as_ref()?.new_image.as_ref()?;
-        job_from_image(|name| image.get(name).and_then(|a| a.s.as_deref()))
+        job_from_image(&Image(image))
     }
 
     /// The record's id in a partial-batch response (its sequence number).
