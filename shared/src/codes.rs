@@ -17,6 +17,11 @@ pub const MAX_CODES_PER_SET: usize = 999_999;
 pub const SET_TTL_SECS: i64 = 90 * 24 * 3600;
 /// Most users one `mark_from_list` call names.
 pub const MAX_MARK_USERS: usize = 10_000;
+/// Most (user, prize) marks one request makes: each is a conditional write,
+/// 64 in flight, so a request stays well inside its time limit (API
+/// Gateway's 30 s, the function's 60 s). More winners are marked in pages
+/// with `mark_from_list`.
+pub const MAX_MARKS_PER_REQUEST: usize = 10_000;
 /// Highest cap one mark may give a user for one slot.
 pub const MAX_PRIZE_LIMIT: u32 = 1000;
 

@@ -10,7 +10,7 @@
 //!   last it showed, so a job retried after its worker died mid-way (time
 //!   out, out of memory) shows nothing twice;
 //! - recipients whose posts fail get a follow-up job of their own, queued
-//!   durably, after 1, 2 and 4 s; when the last still fails, the job is
+//!   durably, after 250 ms, 500 ms and 1 s; when the last still fails, the job is
 //!   reported in `batchItemFailures`, so the mapping retries it and then
 //!   sends it to the on-failure destination (an SQS queue);
 //! - a job older than `MAX_EVENT_AGE_SECS` is dropped, not delivered late;

@@ -140,6 +140,16 @@ async fn mark<S: CodeStore>(
     users: &[UserId],
     prizes: &Prizes,
 ) -> Result<Response, ApiError> {
+    let marks = users.len() * prizes.0.len();
+    if marks > codes::MAX_MARKS_PER_REQUEST {
+        return Err(ApiError::too_large(format!(
+            "{} users x {} prizes is {marks} marks; one request makes at most {}: \
+             mark them in pages with mark_from_list",
+            users.len(),
+            prizes.0.len(),
+            codes::MAX_MARKS_PER_REQUEST
+        )));
+    }
     let caps = prize_sets(app, caller, prizes).await?;
     app.store
         .raise_caps(&caller.client_id, users, &caps, now_secs() + SET_TTL_SECS)

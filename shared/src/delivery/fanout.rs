@@ -4,7 +4,9 @@
 //! in flight.
 //!
 //! - A connection that is gone (410) is deleted; the others still receive.
-//! - Throttled posts are retried with backoff, a few times.
+//! - Throttled posts and transport errors are retried with backoff, a few
+//!   times; a queued job's recipients whose posts still fail get a follow-up
+//!   job of their own ([`Fanout::work`], what the fan-out worker runs).
 //! - A slow or dead socket costs one post, never the others' delivery.
 //! - Extension-wide sends are split into [`EXTENSION_SHARDS`] jobs. In AWS the
 //!   store queues them (items on the connections table's stream) and each job

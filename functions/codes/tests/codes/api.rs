@@ -468,3 +468,52 @@ async fn dynamodb_round_trips_per_redeem() {
     assert_eq!(warm, 3);
     assert_eq!(cold, 5);
 }
+
+/// Issue #19, finding 4: `mark_from_poll` made one write per winner x prize
+/// with no cap, and `mark_from_list` up to 10,000 x 10 = 100,000 of them, 16
+/// in flight: a request that API Gateway (30 s) cuts off part-way. One
+/// request now makes at most 10,000 marks; more are refused whole with 413
+/// and a reason, and nothing is marked.
+#[tokio::test]
+async fn a_mark_too_big_for_one_request_is_refused_whole() {
+    let r = setup();
+    ok(
+        &r,
+        PUT,
+        "/v1/e/codes",
+        &backend(),
+        Some(r#"{"codes":[["A1"],["B1"]],"names":["a","b"],"indices":[0,1]}"#),
+    )
+    .await;
+    let users: Vec<String> = (0..medkit::codes::MAX_MARKS_PER_REQUEST)
+        .map(|i| format!("{}", 10_000 + i))
+        .collect();
+    let body = json!({"users": users, "prizes": [0, 1], "prize_limits": [1, 1]}).to_string();
+    let reason = refused(
+        &r,
+        POST,
+        "/v1/e/codes/mark_from_list",
+        &backend(),
+        Some(&body),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert!(reason.contains("mark_from_list"), "{reason}");
+    let eligible = || async { ok(&r, GET, "/v1/e/codes/eligible", &viewer("10000"), None).await };
+    assert_eq!(
+        eligible().await["eligible"],
+        json!([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        "nothing was marked"
+    );
+    // The same users for one prize are within the bound.
+    let one = json!({"users": users, "prizes": [0], "prize_limits": [1]}).to_string();
+    ok(
+        &r,
+        POST,
+        "/v1/e/codes/mark_from_list",
+        &backend(),
+        Some(&one),
+    )
+    .await;
+    assert_eq!(eligible().await["eligible"][0], json!(1));
+}

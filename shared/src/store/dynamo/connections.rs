@@ -15,8 +15,9 @@
 //!
 //! Attributes: `cl` client, `ch` channel, `ou` opaque id, `uid` user id, `ro`
 //! role, `ca` connected at, `pi` present when a PIN-issued token connected. A job is
-//! `<client>|job|<id>` / `<part>` with the frame `fr`; the table's stream
-//! (filtered on `fr`) hands each job to its own fan-out worker invocation.
+//! `<client>|job|<part>` / `<seq>|<nonce>` with the frame `fr` (see
+//! `job_item`); the table's stream (filtered on `fr`) hands each job to its
+//! own fan-out worker invocation, in order per partition key.
 
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 
