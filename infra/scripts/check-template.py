@@ -5,7 +5,8 @@ e.g. the .tools venv; infra/scripts/test.sh does):
 - every `/v1/e/...` route a function's router serves has an HttpApi event on
   that function, and every HttpApi event path is served by it;
 - every function's BuildProperties.Binary is a [[bin]] of its CodeUri crate;
-- every function runs provided.al2023 on arm64 with the cargo-lambda build;
+- every function runs provided.al2023 on arm64 with the cargo-lambda build,
+  and one behind the HTTP API times out before its 30 s;
 - every table is PAY_PER_REQUEST with TTL on `expires_at`;
 - the WebSocket API has $connect, $disconnect and $default routes;
 - every stream mapping reports partial failures, bounds record age and
@@ -68,6 +69,11 @@ for name, fn in functions.items():
             problems.append(f"{name}: {key} is not {want}")
     events = props.get("Events", {})
     paths = {e["Properties"]["Path"] for e in events.values() if e["Type"] == "HttpApi"}
+    # Behind the HTTP API (30 s integration timeout) a function must end
+    # first, or a write goes on after the client was told 503.
+    timeout = props.get("Timeout", globals_fn.get("Timeout", 3))
+    if paths and timeout >= 30:
+        problems.append(f"{name}: Timeout {timeout} s is not under the HTTP API's 30 s")
     if paths:
         routes_by_crate.setdefault(props["CodeUri"], set()).update(paths)
 
