@@ -25,7 +25,7 @@ use medkit::registry::Registry;
 use medkit::store::Store;
 use medkit::store::dynamo::{DynamoStore, Tables};
 use medkit::store::embedded::EmbeddedStore;
-use medkit_broadcast::mapping::{CrashAfter, Destination, KillSwitch, Mapping, Runner};
+use medkit_broadcast::mapping::{Counters, CrashAfter, Destination, KillSwitch, Mapping, Runner};
 
 mod codes_cli;
 mod listen;
@@ -330,11 +330,12 @@ struct StreamSource {
 }
 
 /// Starts the event source mapping for a store (with `--fanout stream`):
-/// given the app and the Management API poster, returns the mapping's
-/// on-failure destination.
+/// given the app and the Management API poster, returns what it shows.
 type MappingStarter<S> = fn(SharedApp<S>, Arc<dyn Poster>) -> MappingStart;
 type MappingStart =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<Destination>, String>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<MappingView, String>> + Send>>;
+/// What the local mapping shows: its on-failure destination and its counts.
+type MappingView = (Arc<Destination>, Arc<Counters>);
 const NO_MAPPING: Option<MappingStarter<EmbeddedStore>> = None;
 
 /// Runs the fan-out worker's event source mapping on DynamoDB Local's
@@ -345,8 +346,9 @@ async fn stream_mapping(
     poster: Arc<dyn Poster>,
     src: StreamSource,
     crash_after: Option<usize>,
-) -> Result<Arc<Destination>, String> {
+) -> Result<MappingView, String> {
     let destination = Arc::new(Destination::default());
+    let counters = Arc::new(Counters::default());
     let kill = Arc::new(KillSwitch::default());
     let poster: Arc<dyn Poster> = match crash_after {
         Some(n) => Arc::new(CrashAfter::new(poster, n, kill.clone())),
@@ -368,7 +370,7 @@ async fn stream_mapping(
         stream_arn: src.arn,
         mapping: Mapping::TEMPLATE,
         destination: destination.clone(),
-        counters: Default::default(),
+        counters: counters.clone(),
         kill,
         started_at: medkit::clock::now_secs(),
     };
@@ -379,7 +381,7 @@ async fn stream_mapping(
             .await
             .map_err(|e| format!("the jobs stream: {e}"))?,
     );
-    Ok(destination)
+    Ok((destination, counters))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -442,9 +444,9 @@ where
 }
 
 /// `GET /dev/fanout-failures`: what the local mapping's on-failure
-/// destination holds (an SQS queue in AWS); `--fanout stream` serves on
-/// loopback only.
-fn failures_route(destination: Arc<Destination>) -> Router {
+/// destination holds (an SQS queue in AWS), and how many invocations it
+/// made, retried and saw die; `--fanout stream` serves on loopback only.
+fn failures_route((destination, counters): MappingView) -> Router {
     Router::new().route(
         "/dev/fanout-failures",
         get(move || {
@@ -460,7 +462,14 @@ fn failures_route(destination: Arc<Destination>) -> Router {
                     })
                 })
                 .collect();
-            async move { medkit::http::ok(serde_json::json!({ "failures": records })) }
+            use std::sync::atomic::Ordering::Relaxed;
+            let body = serde_json::json!({
+                "failures": records,
+                "invocations": counters.invocations.load(Relaxed),
+                "retries": counters.retries.load(Relaxed),
+                "crashed": counters.crashed.load(Relaxed),
+            });
+            async move { medkit::http::ok(body) }
         }),
     )
 }

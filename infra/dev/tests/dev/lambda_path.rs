@@ -190,6 +190,15 @@ async fn a_job_retried_after_its_worker_died_is_shown_once() {
         wire > viewers.len(),
         "the retried job posted again to viewers already served ({wire} frames)"
     );
+    let (_, seen) = send(
+        M::GET,
+        &format!("{}/dev/fanout-failures", ctx.server.base),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(seen["crashed"], 1, "{seen}");
+    assert_eq!(seen["failures"], json!([]), "the retry delivered it");
 }
 
 /// Issue #19, finding 1: a job that keeps failing vanished. Now, when every
