@@ -10,6 +10,8 @@ pub struct Faults {
     redeem_crashes: std::sync::atomic::AtomicUsize,
     #[cfg(feature = "testing")]
     append_crashes: std::sync::atomic::AtomicUsize,
+    #[cfg(feature = "testing")]
+    lost_doc_answers: std::sync::atomic::AtomicUsize,
 }
 
 impl Faults {
@@ -53,6 +55,28 @@ impl Faults {
 
     #[cfg(not(feature = "testing"))]
     pub(crate) fn take_append_crash(&self) -> bool {
+        false
+    }
+
+    /// The next `n` document updates (on DynamoDB) are applied, and then
+    /// their answer is lost: the store sees a failed condition, as when the
+    /// SDK retries a write whose first try landed but timed out.
+    #[cfg(feature = "testing")]
+    pub fn lose_doc_write_answers(&self, n: usize) {
+        self.lost_doc_answers
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(feature = "testing")]
+    pub(crate) fn take_lost_doc_answer(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.lost_doc_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn take_lost_doc_answer(&self) -> bool {
         false
     }
 }

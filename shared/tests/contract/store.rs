@@ -312,3 +312,27 @@ async fn dynamodb_round_trips_per_operation() {
     measure!("get_docs(4 keys)", 1, s.get_docs(&keys));
     measure!("remember_user", 1, s.remember_user(&client(), &user, DAY));
 }
+
+/// Issue #19, finding 4: a document update whose write landed but whose
+/// answer was lost (the SDK retries a timed-out call; the retry fails its
+/// version condition) was read again and changed again: a JSON Patch
+/// applied twice. Each write now carries a token, and the store recognises
+/// its own write before trying again.
+#[tokio::test]
+async fn an_update_whose_answer_was_lost_is_applied_once() {
+    let Some((s, _)) = medkit::testing::dynamo_store("an_update_whose_answer_was_lost").await
+    else {
+        return;
+    };
+    let key = DocKey::channel_state(&client(), &channel("lost"));
+    s.put_doc(&key, &json!({"n": 0}), DAY).await.unwrap();
+    for round in 1..=3 {
+        s.faults().lose_doc_write_answers(1);
+        let v = s.update_doc(&key, DAY, increment).await.unwrap();
+        assert_eq!(v, json!({"n": round}), "the answer is the one write");
+        assert_eq!(s.get_doc(&key).await.unwrap(), Some(json!({"n": round})));
+    }
+    // A change that another writer overtook is still retried and applied.
+    let v = s.update_doc(&key, DAY, increment).await.unwrap();
+    assert_eq!(v, json!({"n": 4}));
+}

@@ -1,6 +1,7 @@
 //! JSON documents (state, config, the JSON store) on DynamoDB: one item per
-//! document in the stores table, `d` plain JSON or `z` zlib bytes, and a
-//! version `ver` that guards read-modify-writes.
+//! document in the stores table, `d` plain JSON or `z` zlib bytes, a
+//! version `ver` that guards read-modify-writes, and `wt`, the token of the
+//! write that made it (12 characters; see `update_doc`).
 
 use std::collections::HashMap;
 
@@ -29,19 +30,27 @@ fn item_doc(item: &Item) -> Result<Option<Value>, StoreError> {
 }
 
 /// `SET` clause and values writing an encoded document, bumping the version.
-fn doc_update(enc: Encoded, expires_at: i64) -> (String, HashMap<String, AttributeValue>) {
+/// The update expression writing a document: its body, a new version, its
+/// expiry and the writer's token `wt` (random per write), by which a writer
+/// whose answer was lost recognises its own write.
+fn doc_update(
+    enc: Encoded,
+    expires_at: i64,
+    token: &str,
+) -> (String, HashMap<String, AttributeValue>) {
     let (set, remove, body) = match enc {
         Encoded::Plain(t) => ("d", "z", s(t)),
         Encoded::Zlib(b) => ("z", "d", AttributeValue::B(Blob::new(b))),
     };
     let expr = format!(
-        "SET {set} = :body, ver = if_not_exists(ver, :zero) + :one, expires_at = :exp REMOVE {remove}"
+        "SET {set} = :body, ver = if_not_exists(ver, :zero) + :one, expires_at = :exp, wt = :wt REMOVE {remove}"
     );
     let values = HashMap::from([
         (":body".to_string(), body),
         (":zero".to_string(), n(0)),
         (":one".to_string(), n(1)),
         (":exp".to_string(), n(expires_at)),
+        (":wt".to_string(), s(token)),
     ]);
     (expr, values)
 }
@@ -88,7 +97,8 @@ impl DocumentStore for DynamoStore {
     }
 
     async fn put_doc(&self, k: &DocKey, doc: &Value, ttl_secs: i64) -> Result<(), StoreError> {
-        let (expr, values) = doc_update(codec::encode(doc)?, now_secs() + ttl_secs);
+        let token = crate::random::token_id(12);
+        let (expr, values) = doc_update(codec::encode(doc)?, now_secs() + ttl_secs, &token);
         self.client
             .update_item()
             .table_name(self.tables.stores.as_str())
@@ -103,6 +113,12 @@ impl DocumentStore for DynamoStore {
 
     /// GetItem then UpdateItem conditioned on the version read: 2 round trips
     /// without contention; retried with backoff when another writer won.
+    ///
+    /// A write is applied once even when its answer is lost: the SDK retries
+    /// a timed-out call, whose first try may have landed (the retry then
+    /// fails its condition), and a timeout may hide a landed write. Each
+    /// write carries a token; before trying again, the item read back is
+    /// checked for it, so a change (a JSON Patch, say) is never applied twice.
     async fn update_doc<F, E>(&self, k: &DocKey, ttl_secs: i64, mut change: F) -> Result<Value, E>
     where
         F: FnMut(Option<Value>) -> Result<Value, E> + Send + 'static,
@@ -110,9 +126,16 @@ impl DocumentStore for DynamoStore {
     {
         let table = self.tables.stores.as_str();
         let pk = k.partition_key();
+        // The last write sent whose outcome is unknown: its token and value.
+        let mut unsure: Option<(String, Value)> = None;
         for attempt in 0..UPDATE_ATTEMPTS {
             // Read expired items too: their version still guards the write.
             let item = self.get_raw(table, pk, SINGLE).await?;
+            if let (Some((token, new)), Some(item)) = (&unsure, &item)
+                && text(item, "wt") == Some(token.as_str())
+            {
+                return Ok(new.clone());
+            }
             let now = now_secs();
             let (current, version) = match &item {
                 Some(item) => {
@@ -126,7 +149,8 @@ impl DocumentStore for DynamoStore {
                 None => (None, None),
             };
             let new = change(current)?;
-            let (expr, mut values) = doc_update(codec::encode(&new)?, now + ttl_secs);
+            let token = crate::random::token_id(12);
+            let (expr, mut values) = doc_update(codec::encode(&new)?, now + ttl_secs, &token);
             let condition = match version {
                 Some(v) => {
                     values.insert(":ver".into(), n(v));
@@ -144,14 +168,47 @@ impl DocumentStore for DynamoStore {
                 .set_expression_attribute_values(Some(values))
                 .send()
                 .await;
+            let lost = written.is_ok() && self.faults.take_lost_doc_answer();
             match written {
-                Ok(_) => return Ok(new),
-                Err(e) if condition_failed(&e) => {
+                Ok(_) if !lost => return Ok(new),
+                Ok(_) => {
+                    unsure = Some((token, new));
                     backoff(attempt).await;
+                }
+                Err(e) if condition_failed(&e) => {
+                    // Another writer won, or our own write landed and the
+                    // SDK's retry of it failed: the next read tells.
+                    unsure = Some((token, new));
+                    backoff(attempt).await;
+                }
+                Err(e) if outcome_unknown(&e) => {
+                    // A timeout may hide a landed write: read once to know.
+                    let item = self.get_raw(table, pk, SINGLE).await?;
+                    if item.as_ref().and_then(|i| text(i, "wt")) == Some(token.as_str()) {
+                        return Ok(new);
+                    }
+                    return Err(sdk_err(e).into());
                 }
                 Err(e) => return Err(sdk_err(e).into()),
             }
         }
+        // The last try's outcome may be in the item.
+        if let Some((token, new)) = unsure
+            && let Some(item) = self.get_raw(table, pk, SINGLE).await?
+            && text(&item, "wt") == Some(token.as_str())
+        {
+            return Ok(new);
+        }
         Err(StoreError::Contention.into())
     }
+}
+
+/// Whether a failed call may still have been applied (it timed out, or its
+/// answer never arrived).
+fn outcome_unknown<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    use aws_sdk_dynamodb::error::SdkError;
+    matches!(
+        e,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    )
 }
