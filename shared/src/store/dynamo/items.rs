@@ -18,6 +18,8 @@ const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
 /// Bounded retries of unprocessed batch items.
 const BATCH_RETRIES: usize = 8;
+/// BatchWriteItem calls in flight for one large write or delete.
+const BATCH_WRITES_IN_FLIGHT: usize = 8;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -272,35 +274,48 @@ impl DynamoStore {
         self.batch_write(table, requests).await
     }
 
-    /// BatchWriteItem in chunks of 25, unprocessed items retried with backoff.
+    /// BatchWriteItem in chunks of 25, [`BATCH_WRITES_IN_FLIGHT`] chunks at
+    /// once (a 25,000-item delete is 1,000 calls: in sequence it would not
+    /// fit a function's time limit), unprocessed items retried with backoff.
     pub(super) async fn batch_write(
         &self,
         table: &str,
         requests: Vec<WriteRequest>,
     ) -> Result<(), StoreError> {
-        for chunk in requests.chunks(BATCH_WRITE) {
-            let mut pending: Vec<WriteRequest> = chunk.to_vec();
-            for attempt in 0..=BATCH_RETRIES {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt == BATCH_RETRIES {
-                    return Err(StoreError::Unavailable("unprocessed batch writes".into()));
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(table, pending)
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    backoff(attempt).await;
-                }
+        use futures_util::StreamExt;
+        let chunks: Vec<Vec<WriteRequest>> =
+            requests.chunks(BATCH_WRITE).map(<[_]>::to_vec).collect();
+        let mut written = futures_util::stream::iter(chunks)
+            .map(|chunk| self.write_chunk(table, chunk))
+            .buffer_unordered(BATCH_WRITES_IN_FLIGHT);
+        while let Some(done) = written.next().await {
+            done?;
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(&self, table: &str, chunk: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut pending = chunk;
+        for attempt in 0..=BATCH_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt == BATCH_RETRIES {
+                return Err(StoreError::Unavailable("unprocessed batch writes".into()));
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(table, pending)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(table))
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                backoff(attempt).await;
             }
         }
         Ok(())
