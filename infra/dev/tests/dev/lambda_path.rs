@@ -60,6 +60,19 @@ async fn drain(ws: &mut Ws, quiet: Duration, limit: Duration) -> Vec<Value> {
     got
 }
 
+/// The broadcaster writes channel 1001's state `{"round": round}`: one
+/// `channel_state_update` event, queued as a job on the stream.
+async fn write_state(ctx: &Ctx, caster: &str, round: i64) {
+    let (s, v) = send(
+        M::POST,
+        &ctx.url("channel_state"),
+        Some(&ctx.auth(caster)),
+        Some(json!({ "round": round })),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
 /// [`drain`] on every socket at once.
 async fn drain_all(sockets: &mut [Ws], quiet: Duration, limit: Duration) -> Vec<Vec<Value>> {
     futures_util::future::join_all(sockets.iter_mut().map(|ws| drain(ws, quiet, limit))).await
@@ -88,14 +101,7 @@ async fn state_events_arrive_through_the_stream_in_order() {
     let mut ws = ctx.viewer_socket("1001", "81").await;
     let caster = ctx.token("broadcaster", "1001", Some("1001")).await;
     for round in 0..8 {
-        let (s, v) = send(
-            M::POST,
-            &ctx.url("channel_state"),
-            Some(&ctx.auth(&caster)),
-            Some(json!({"round": round})),
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
+        write_state(&ctx, &caster, round).await;
     }
     let frames = drain(&mut ws, Duration::from_secs(3), Duration::from_secs(30)).await;
     let rounds: Vec<Value> = frames
@@ -165,14 +171,7 @@ async fn a_job_retried_after_its_worker_died_is_shown_once() {
         viewers.push(ctx.viewer_socket("1001", &format!("7{i}")).await);
     }
     let caster = ctx.token("broadcaster", "1001", Some("1001")).await;
-    let (s, _) = send(
-        M::POST,
-        &ctx.url("channel_state"),
-        Some(&ctx.auth(&caster)),
-        Some(json!({"round": 1})),
-    )
-    .await;
-    assert_eq!(s, 200);
+    write_state(&ctx, &caster, 1).await;
     let mut wire = 0;
     for frames in drain_all(
         &mut viewers,
@@ -210,14 +209,7 @@ async fn a_job_that_keeps_failing_goes_to_the_on_failure_destination() {
     let ctx = stream_server(&endpoint, &["--inject-post-failures", "1000"]);
     let mut ws = ctx.viewer_socket("1001", "61").await;
     let caster = ctx.token("broadcaster", "1001", Some("1001")).await;
-    let (s, _) = send(
-        M::POST,
-        &ctx.url("channel_state"),
-        Some(&ctx.auth(&caster)),
-        Some(json!({"round": 1})),
-    )
-    .await;
-    assert_eq!(s, 200);
+    write_state(&ctx, &caster, 1).await;
     let failures_url = format!("{}/dev/fanout-failures", ctx.server.base);
     let deadline = Instant::now() + Duration::from_secs(45);
     let failures = loop {
