@@ -12,8 +12,7 @@
 //! Every loop is bounded: connects have a deadline, each round waits at most
 //! 30 s, and only loopback addresses are used.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +25,10 @@ use medkit::auth::{self, Role};
 use medkit::ids::ClientId;
 use medkit::registry::Registry;
 use tokio::sync::{Notify, broadcast};
+
+#[path = "common/child.rs"]
+mod child;
+use child::{Server, medkit_binary};
 
 const CLIENT_ID: &str = "bench";
 const CHANNEL: &str = "42";
@@ -159,82 +162,36 @@ fn serve_baseline() {
 
 // ---------------------------------------------------------------- servers
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(mode: Mode, secret_b64: &str) -> Result<Server, String> {
-        let mut cmd = match mode {
-            Mode::Baseline => {
-                let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-                c.arg("--serve-baseline");
-                c
-            }
-            Mode::Direct | Mode::Api => {
-                let mut c = Command::new(medkit_binary()?);
-                c.args(["serve", "--memory", "--port", "0", "--extension"])
-                    .arg(format!("{CLIENT_ID}:{secret_b64}"))
-                    .args(["--fanout", if mode == Mode::Api { "api" } else { "direct" }]);
-                c
-            }
-        };
-        let mut child = cmd
-            .env("RUST_LOG", "warn")
+/// Starts the server of `mode`: the baseline (this program again) or `medkit serve`.
+fn start_server(mode: Mode, secret_b64: &str) -> Result<Server, String> {
+    let mut cmd = match mode {
+        Mode::Baseline => {
+            let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            c.arg("--serve-baseline");
+            c
+        }
+        Mode::Direct | Mode::Api => {
+            let mut c = Command::new(medkit_binary()?);
+            c.args(["serve", "--memory", "--port", "0", "--extension"])
+                .arg(format!("{CLIENT_ID}:{secret_b64}"))
+                .args(["--fanout", if mode == Mode::Api { "api" } else { "direct" }]);
+            c
+        }
+    };
+    Server::spawn(
+        cmd.env("RUST_LOG", "warn")
             .env_remove("MEDKIT_EXTENSIONS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start the server: {e}"))?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let base = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("medkit listening on ") {
-                        break url.to_string();
-                    }
-                }
-                _ => return Err("the server exited before listening".into()),
-            }
-        };
-        // Keep draining: the server must never write to a closed pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Server { child, base })
-    }
-
-    fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-    }
+            .stderr(Stdio::null()),
+    )
 }
 
-/// The release `medkit` beside this example (target/release/medkit).
-fn medkit_binary() -> Result<std::path::PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    // target/<profile>/examples/fanout_bench -> target/<profile>/medkit
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|profile| profile.join("medkit"))
-        .ok_or("cannot locate the target directory")?;
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: cargo build --release -p medkit-dev",
-            bin.display()
-        ));
-    }
-    Ok(bin)
+/// The server's resident memory, from /proc.
+fn rss_kib(server: &Server) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 // ---------------------------------------------------------------- clients
@@ -310,11 +267,11 @@ async fn measure(
     registry: &Registry,
     secret_b64: &str,
 ) -> Result<Figures, String> {
-    let server = Server::start(mode, secret_b64)?;
+    let server = start_server(mode, secret_b64)?;
     let ext = registry.get(CLIENT_ID).expect("bench extension");
     let http = reqwest::Client::new();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before = server.rss_kib();
+    let rss_before = rss_kib(&server);
     let tokens: Vec<String> = (0..n)
         .map(|i| {
             let user = format!("{}", 100_000 + i);
@@ -336,7 +293,7 @@ async fn measure(
     let connect = t.elapsed();
     // Let the server settle before reading its memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_per_conn_kib = match (rss_before, server.rss_kib()) {
+    let rss_per_conn_kib = match (rss_before, rss_kib(&server)) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / n as f64),
         _ => None,
     };

@@ -16,8 +16,7 @@
 //! Bounded: connects have a deadline, each round waits at most 90 s, loopback only.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +25,10 @@ use futures_util::StreamExt;
 use medkit::auth::{self, Role};
 use medkit::ids::ClientId;
 use medkit::registry::Registry;
+
+#[path = "common/child.rs"]
+mod child;
+use child::{Server, medkit_binary};
 
 const CLIENT_ID: &str = "bench";
 const CHANNEL: &str = "42";
@@ -89,56 +92,24 @@ fn main() {
     }
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_server(args: &Args, failures: u32, secret_b64: &str) -> Result<Server, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|profile| profile.join("medkit"))
-        .ok_or("cannot locate the target directory")?;
     let prefix = format!("bench{}-", medkit::random::token_id(6));
-    let mut child = Command::new(&bin)
-        .args(["serve", "--port", "0", "--fanout", "stream", "--extension"])
-        .arg(format!("{CLIENT_ID}:{secret_b64}"))
-        .args([
-            "--dynamodb-endpoint",
-            &args.endpoint,
-            "--table-prefix",
-            &prefix,
-        ])
-        .args(["--inject-post-failures", &failures.to_string()])
-        .env("RUST_LOG", "warn")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("MEDKIT_EXTENSIONS")
-        .stdout(Stdio::piped())
-        .stderr(server_log(failures))
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("medkit listening on ") {
-                    break url.to_string();
-                }
-            }
-            _ => return Err("the server exited before listening".into()),
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server { child, base })
+    Server::spawn(
+        Command::new(medkit_binary()?)
+            .args(["serve", "--port", "0", "--fanout", "stream", "--extension"])
+            .arg(format!("{CLIENT_ID}:{secret_b64}"))
+            .args([
+                "--dynamodb-endpoint",
+                &args.endpoint,
+                "--table-prefix",
+                &prefix,
+            ])
+            .args(["--inject-post-failures", &failures.to_string()])
+            .env("RUST_LOG", "warn")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("MEDKIT_EXTENSIONS")
+            .stderr(server_log(failures)),
+    )
 }
 
 /// The server's log: `BENCH_SERVER_LOG=<dir>` keeps it there, else dropped.

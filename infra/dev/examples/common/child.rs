@@ -1,0 +1,62 @@
+//! A `medkit serve` (or any server printing `medkit listening on <url>`)
+//! as a child process of a benchmark: started, its URL read from its banner,
+//! its output drained, killed when dropped. Shared by the examples.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `cmd` (its stdout is taken for the banner) and waits for the
+    /// line naming its URL.
+    pub fn spawn(cmd: &mut Command) -> Result<Server, String> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("medkit listening on ") {
+                        break url.to_string();
+                    }
+                }
+                _ => return Err("the server exited before listening".into()),
+            }
+        };
+        // Keep draining: the server must never write to a closed pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, base })
+    }
+}
+
+/// The `medkit` binary beside the running example
+/// (target/<profile>/examples/<name> -> target/<profile>/medkit).
+pub fn medkit_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|profile| profile.join("medkit"))
+        .ok_or("cannot locate the target directory")?;
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: cargo build --release -p medkit-dev",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
