@@ -12,6 +12,9 @@ pub struct Faults {
     append_crashes: std::sync::atomic::AtomicUsize,
     #[cfg(feature = "testing")]
     lost_doc_answers: std::sync::atomic::AtomicUsize,
+    /// 0: off; else 1 + the BatchWriteItem calls that still succeed.
+    #[cfg(feature = "testing")]
+    batch_writes_left: std::sync::atomic::AtomicUsize,
 }
 
 impl Faults {
@@ -77,6 +80,31 @@ impl Faults {
 
     #[cfg(not(feature = "testing"))]
     pub(crate) fn take_lost_doc_answer(&self) -> bool {
+        false
+    }
+
+    /// After `n` more BatchWriteItem calls (on DynamoDB), every one fails,
+    /// as when a function runs out of time in the middle of a large delete.
+    #[cfg(feature = "testing")]
+    pub fn fail_batch_writes_after(&self, n: usize) {
+        self.batch_writes_left
+            .store(n + 1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(feature = "testing")]
+    pub(crate) fn take_batch_write_failure(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let left = self
+            .batch_writes_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            });
+        // Err(1): armed and used up; Err(0): off.
+        left == Err(1)
+    }
+
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn take_batch_write_failure(&self) -> bool {
         false
     }
 }

@@ -115,6 +115,10 @@ pub mod agg_kinds {
     pub const RANK_COUNTS: &str = "rc";
     /// Accumulated entries, sort key = `<ms>|<random>`.
     pub const ENTRIES: &str = "ac";
+    /// A poll's generation (DynamoDB only; see `store::dynamo::generation`).
+    pub const VOTE_HEAD: &str = "vg";
+    /// A ranking's generation (DynamoDB only).
+    pub const RANK_HEAD: &str = "rg";
 }
 
 /// Sort key of a rank count: the bucket, zero-padded so keys sort by bucket.

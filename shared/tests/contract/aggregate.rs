@@ -3,6 +3,8 @@
 //! configured (always in CI).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use medkit::aggregate::AggKey;
@@ -254,6 +256,108 @@ async fn concurrent_rank_changes_are_exact<S: Store>(s: S, voters: usize) {
     assert_eq!(got.values().sum::<i64>(), voters as i64);
 }
 
+/// Deletes racing votes: voters keep casting new ballots while the poll is
+/// deleted again and again. Whatever the interleaving, the sums afterwards
+/// equal what the surviving ballots add up to (a delete is all or nothing
+/// with respect to each vote).
+async fn deletes_racing_votes_keep_sums_and_ballots_equal<S: Store>(s: S) {
+    let p = poll("21", "racing");
+    let deleting = Arc::new(AtomicBool::new(true));
+    let mut tasks = tokio::task::JoinSet::new();
+    for v in 0..8 {
+        let (s, p, deleting) = (s.clone(), p.clone(), deleting.clone());
+        tasks.spawn(async move {
+            // New voters until the deletes are over, then two more rounds.
+            let mut after = 0;
+            for round in 0..200i64 {
+                let value = (v * 5 + round * 3) % 20;
+                s.cast_vote(&p, ballot(&format!("D{v}-{round}"), value, 1))
+                    .await
+                    .unwrap();
+                after += i32::from(!deleting.load(Ordering::SeqCst));
+                if after == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    let deleter = {
+        let (s, p) = (s.clone(), p.clone());
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                s.delete_poll(&p).await.unwrap();
+            }
+            deleting.store(false, Ordering::SeqCst);
+        })
+    };
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    deleter.await.unwrap();
+    let ballots = s.ballots(&p).await.unwrap();
+    let (totals, _) = s.vote_totals(&p, None).await.unwrap();
+    assert_eq!(
+        totals,
+        recompute(&ballots),
+        "{} ballots survive",
+        ballots.len()
+    );
+    println!("{} ballots survive the deletes; sums agree", ballots.len());
+}
+
+/// The same for rankings: the counts equal the keys the voters still hold.
+async fn deletes_racing_rank_changes_keep_counts_and_holders_equal<S: Store>(s: S) {
+    let r = poll("42", "racing");
+    let b = expiry_bucket(now_secs(), 86400);
+    let keys = ["red", "green", "blue"];
+    let voters = 8usize;
+    let deleting = Arc::new(AtomicBool::new(true));
+    let mut tasks = tokio::task::JoinSet::new();
+    for v in 0..voters {
+        let (s, r, deleting) = (s.clone(), r.clone(), deleting.clone());
+        tasks.spawn(async move {
+            let me = viewer(&format!("Q{v}"));
+            let mut after = 0;
+            for round in 0..200 {
+                s.set_rank_key(&r, &me, keys[(v + round) % keys.len()], b)
+                    .await
+                    .unwrap();
+                after += i32::from(!deleting.load(Ordering::SeqCst));
+                if after == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    let deleter = {
+        let (s, r) = (s.clone(), r.clone());
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                s.delete_rank(&r).await.unwrap();
+            }
+            deleting.store(false, Ordering::SeqCst);
+        })
+    };
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    deleter.await.unwrap();
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    for v in 0..voters {
+        if let Some(k) = s.rank_key(&r, &viewer(&format!("Q{v}"))).await.unwrap() {
+            *expected.entry(k).or_default() += 1;
+        }
+    }
+    let got: HashMap<String, i64> = top_scores(s.rank_counts(&r).await.unwrap(), 100)
+        .into_iter()
+        .collect();
+    assert_eq!(got, expected);
+}
+
 fn entry(channel: &str, observed: i64, data: &str) -> Entry {
     Entry {
         observed,
@@ -357,6 +461,8 @@ contract! {
     expired_ballots_leave_the_sums;
     rank_keys_replace_and_count;
     concurrent_rank_changes_are_exact, 200;
+    deletes_racing_votes_keep_sums_and_ballots_equal;
+    deletes_racing_rank_changes_keep_counts_and_holders_equal;
     entries_newest_first_per_channel_and_all;
 }
 
@@ -412,4 +518,46 @@ async fn dynamodb_round_trips_per_aggregate_operation() {
         s.add_entry(&p, &entry("60", 1, "1"), now_secs() + 60)
     );
     measure!("entries (channel)", 1, s.entries(&p, 0, None, 100));
+}
+
+/// A delete cut off part-way (its BatchWriteItems start failing after the
+/// first few, as when the function runs out of time in a big poll) leaves no
+/// half-deleted poll: it reads empty at once and its voters start afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_a_delete_cut_off_part_way_leaves_no_half_deleted_poll() {
+    let Some((s, _)) = medkit::testing::dynamo_store(
+        "dynamodb_a_delete_cut_off_part_way_leaves_no_half_deleted_poll",
+    )
+    .await
+    else {
+        return;
+    };
+    let p = poll("61", "big");
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8 {
+        let (s, p) = (s.clone(), p.clone());
+        tasks.spawn(async move {
+            for v in 0..20 {
+                s.cast_vote(&p, ballot(&format!("B{t}-{v}"), v, 1))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    s.faults().fail_batch_writes_after(2);
+    let deleted = s.delete_poll(&p).await;
+    let ballots = s.ballots(&p).await.unwrap();
+    let (totals, _) = s.vote_totals(&p, None).await.unwrap();
+    assert_eq!(totals, recompute(&ballots), "sums and ballots agree");
+    assert!(deleted.is_ok(), "the delete happened: {deleted:?}");
+    assert!(ballots.is_empty(), "{} ballots left", ballots.len());
+    let again = s.cast_vote(&p, ballot("B0-3", 7, 2)).await.unwrap();
+    assert_eq!(
+        again,
+        Sums::of(7, 2),
+        "a voter of the deleted poll starts afresh"
+    );
 }

@@ -30,6 +30,7 @@ use aws_sdk_dynamodb::types::{
 use tokio::task::JoinSet;
 
 use super::DynamoStore;
+use super::generation::{SWEEP_BUDGET, head_pk, partition};
 use super::items::{Item, backoff, is_live, key, n, num, s, sdk_err, text};
 use crate::aggregate::AggKey;
 use crate::aggregate::accumulate::Entry;
@@ -326,34 +327,34 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// Deletes every item of the given partitions.
-    async fn delete_partitions(&self, pks: Vec<String>) -> Result<(), StoreError> {
-        let items = self
-            .query_shards(pks, (None, None), false, usize::MAX)
-            .await?;
-        let keys = items
-            .iter()
-            .filter_map(|i| Some(key(text(i, "pk")?, text(i, "sk")?)))
-            .collect();
-        let table = self.agg_table().to_string();
-        self.batch_delete(&table, keys).await
-    }
-
-    fn vote_shard_pks(&self, poll: &AggKey) -> Vec<String> {
-        let base = aggregate_partition(poll, agg_kinds::VOTE_SUMS);
+    fn vote_shard_pks(&self, poll: &AggKey, generation: i64) -> Vec<String> {
+        let base = partition(poll, agg_kinds::VOTE_SUMS, generation);
         (0..self.vote_shards).map(|k| shard_pk(&base, k)).collect()
     }
 
-    fn ballot_pk(&self, poll: &AggKey, voter: &str) -> String {
+    fn ballot_pk(&self, poll: &AggKey, voter: &str, generation: i64) -> String {
         shard_pk(
-            &aggregate_partition(poll, agg_kinds::BALLOTS),
+            &partition(poll, agg_kinds::BALLOTS, generation),
             voter_shard(voter, self.vote_shards),
         )
     }
 
-    fn ballot_pks(&self, poll: &AggKey) -> Vec<String> {
-        let base = aggregate_partition(poll, agg_kinds::BALLOTS);
+    fn ballot_pks(&self, poll: &AggKey, generation: i64) -> Vec<String> {
+        let base = partition(poll, agg_kinds::BALLOTS, generation);
         (0..self.vote_shards).map(|k| shard_pk(&base, k)).collect()
+    }
+
+    /// The keys a vote reads: every sums shard and the voter's ballot.
+    fn vote_keys(&self, poll: &AggKey, voter: Option<&str>, generation: i64) -> Vec<Item> {
+        let mut keys: Vec<Item> = self
+            .vote_shard_pks(poll, generation)
+            .iter()
+            .map(|pk| key(pk, SINGLE))
+            .collect();
+        if let Some(v) = voter {
+            keys.push(key(&self.ballot_pk(poll, v, generation), v));
+        }
+        keys
     }
 
     /// The same store with `n` vote shards instead of [`VOTE_SHARDS`]. Only
@@ -364,16 +365,50 @@ impl DynamoStore {
         self
     }
 
-    fn rank_holder_pk(rank: &AggKey, voter: &str) -> String {
+    fn rank_holder_pk(rank: &AggKey, voter: &str, generation: i64) -> String {
         shard_pk(
-            &aggregate_partition(rank, agg_kinds::RANK_HOLDERS),
+            &partition(rank, agg_kinds::RANK_HOLDERS, generation),
             voter_shard(voter, RANK_SHARDS),
         )
     }
 
-    fn rank_count_pks(rank: &AggKey) -> Vec<String> {
-        let base = aggregate_partition(rank, agg_kinds::RANK_COUNTS);
+    fn rank_holder_pks(rank: &AggKey, generation: i64) -> Vec<String> {
+        let base = partition(rank, agg_kinds::RANK_HOLDERS, generation);
         (0..RANK_SHARDS).map(|k| shard_pk(&base, k)).collect()
+    }
+
+    fn rank_count_pks(rank: &AggKey, generation: i64) -> Vec<String> {
+        let base = partition(rank, agg_kinds::RANK_COUNTS, generation);
+        (0..RANK_SHARDS).map(|k| shard_pk(&base, k)).collect()
+    }
+
+    /// A rank holder as stored (expired or not: its version guards writes).
+    async fn rank_holder(
+        &self,
+        rank: &AggKey,
+        voter: &str,
+    ) -> Result<(i64, Option<Item>), StoreError> {
+        let head = head_pk(rank, agg_kinds::RANK_HEAD);
+        let (generation, items) = self
+            .get_in_generation(
+                &head,
+                |g| vec![key(&Self::rank_holder_pk(rank, voter, g), voter)],
+                false,
+            )
+            .await?;
+        Ok((generation, items.into_iter().next()))
+    }
+
+    /// Starts a new generation and sweeps the old one's partitions.
+    async fn delete_generation(
+        &self,
+        head: &str,
+        old_pks: impl Fn(i64) -> Vec<String>,
+    ) -> Result<(), StoreError> {
+        let ended = self.next_generation(head).await?;
+        let (deleted, complete) = self.sweep(old_pks(ended), SWEEP_BUDGET).await;
+        tracing::info!(deleted, complete, "aggregate deleted");
+        Ok(())
     }
 
     fn entry_shard_pks(acc: &AggKey) -> Vec<String> {
@@ -389,15 +424,21 @@ impl DynamoStore {
 impl AggregateStore for DynamoStore {
     /// Round trips without contention: 2 (BatchGetItem of the ballot and
     /// every shard, then TransactWriteItems of ballot + one shard).
+    /// The head (the poll's generation) is in the same BatchGetItem.
     async fn cast_vote(&self, poll: &AggKey, ballot: Ballot) -> Result<Sums, StoreError> {
         let table = self.agg_table().to_string();
-        let ballot_pk = self.ballot_pk(poll, &ballot.voter);
-        let shard_pks = self.vote_shard_pks(poll);
-        let mut keys: Vec<Item> = shard_pks.iter().map(|pk| key(pk, SINGLE)).collect();
-        keys.push(key(&ballot_pk, &ballot.voter));
+        let head = head_pk(poll, agg_kinds::VOTE_HEAD);
         for attempt in 0..ATTEMPTS {
             // The ballot is read expired or not: its version guards the write.
-            let items = self.batch_get_filtered(&table, keys.clone(), false).await?;
+            let (generation, items) = self
+                .get_in_generation(
+                    &head,
+                    |g| self.vote_keys(poll, Some(&ballot.voter), g),
+                    false,
+                )
+                .await?;
+            let ballot_pk = self.ballot_pk(poll, &ballot.voter, generation);
+            let shard_pks = self.vote_shard_pks(poll, generation);
             let now = now_secs();
             let mut shards: HashMap<&str, &Item> = HashMap::new();
             let mut old_item = None;
@@ -460,20 +501,16 @@ impl AggregateStore for DynamoStore {
         poll: &AggKey,
         voter: Option<&ViewerId>,
     ) -> Result<(Sums, Option<Ballot>), StoreError> {
-        let table = self.agg_table().to_string();
-        let mut keys: Vec<Item> = self
-            .vote_shard_pks(poll)
-            .iter()
-            .map(|pk| key(pk, SINGLE))
-            .collect();
-        let ballot_pk = voter.map(|v| self.ballot_pk(poll, v.as_str()));
-        if let (Some(pk), Some(v)) = (&ballot_pk, voter) {
-            keys.push(key(pk, v.as_str()));
-        }
+        let head = head_pk(poll, agg_kinds::VOTE_HEAD);
+        let voter = voter.map(ViewerId::as_str);
+        let (generation, items) = self
+            .get_in_generation(&head, |g| self.vote_keys(poll, voter, g), true)
+            .await?;
+        let ballot_pk = voter.map(|v| self.ballot_pk(poll, v, generation));
         let now = now_secs();
         let mut total = Sums::default();
         let mut ballot = None;
-        for item in self.batch_get(&table, keys).await? {
+        for item in items {
             if ballot_pk.as_deref() == text(&item, "pk") {
                 ballot = Some(parse_ballot(&item)?);
             } else {
@@ -485,20 +522,27 @@ impl AggregateStore for DynamoStore {
 
     /// One Query per ballot shard, in parallel.
     async fn ballots(&self, poll: &AggKey) -> Result<Vec<Ballot>, StoreError> {
-        let pks = self.ballot_pks(poll);
+        let head = head_pk(poll, agg_kinds::VOTE_HEAD);
         let now = now_secs();
-        self.query_shards(pks, (None, None), false, usize::MAX)
-            .await?
-            .iter()
-            .filter(|i| is_live(i, now))
-            .map(parse_ballot)
-            .collect()
+        self.read_in_generation(&head, |g| {
+            self.query_shards(self.ballot_pks(poll, g), (None, None), false, usize::MAX)
+        })
+        .await?
+        .iter()
+        .filter(|i| is_live(i, now))
+        .map(parse_ballot)
+        .collect()
     }
 
+    /// One UpdateItem (a new generation), then a bounded sweep of the old.
     async fn delete_poll(&self, poll: &AggKey) -> Result<(), StoreError> {
-        let mut pks = self.ballot_pks(poll);
-        pks.extend(self.vote_shard_pks(poll));
-        self.delete_partitions(pks).await
+        let head = head_pk(poll, agg_kinds::VOTE_HEAD);
+        self.delete_generation(&head, |g| {
+            let mut pks = self.ballot_pks(poll, g);
+            pks.extend(self.vote_shard_pks(poll, g));
+            pks
+        })
+        .await
     }
 
     /// Round trips: 1 when the key is unchanged, else 2 (GetItem of the
@@ -511,12 +555,10 @@ impl AggregateStore for DynamoStore {
         bucket: i64,
     ) -> Result<Option<String>, StoreError> {
         let table = self.agg_table().to_string();
-        let holder_pk = Self::rank_holder_pk(rank, voter.as_str());
-        let counts = Self::rank_count_pks(rank);
         for attempt in 0..ATTEMPTS {
-            let item = self
-                .get_raw(self.agg_table(), &holder_pk, voter.as_str())
-                .await?;
+            let (generation, item) = self.rank_holder(rank, voter.as_str()).await?;
+            let holder_pk = Self::rank_holder_pk(rank, voter.as_str(), generation);
+            let counts = Self::rank_count_pks(rank, generation);
             let now = now_secs();
             let version = item.as_ref().and_then(|i| num(i, "ver"));
             let old = item
@@ -571,13 +613,7 @@ impl AggregateStore for DynamoStore {
         rank: &AggKey,
         voter: &ViewerId,
     ) -> Result<Option<String>, StoreError> {
-        let item = self
-            .get_raw(
-                self.agg_table(),
-                &Self::rank_holder_pk(rank, voter.as_str()),
-                voter.as_str(),
-            )
-            .await?;
+        let (_, item) = self.rank_holder(rank, voter.as_str()).await?;
         Ok(item
             .filter(|i| is_live(i, now_secs()))
             .and_then(|i| text(&i, "k").map(str::to_string)))
@@ -586,13 +622,16 @@ impl AggregateStore for DynamoStore {
     /// One Query per count shard, in parallel, over live buckets only.
     async fn rank_counts(&self, rank: &AggKey) -> Result<Vec<(String, i64)>, StoreError> {
         let from = format!("{:012}", now_secs() + 1);
+        let head = head_pk(rank, agg_kinds::RANK_HEAD);
         let items = self
-            .query_shards(
-                Self::rank_count_pks(rank),
-                (Some(from), None),
-                false,
-                usize::MAX,
-            )
+            .read_in_generation(&head, |g| {
+                self.query_shards(
+                    Self::rank_count_pks(rank, g),
+                    (Some(from.clone()), None),
+                    false,
+                    usize::MAX,
+                )
+            })
             .await?;
         Ok(items
             .iter()
@@ -603,11 +642,15 @@ impl AggregateStore for DynamoStore {
             .collect())
     }
 
+    /// One UpdateItem (a new generation), then a bounded sweep of the old.
     async fn delete_rank(&self, rank: &AggKey) -> Result<(), StoreError> {
-        let base = aggregate_partition(rank, agg_kinds::RANK_HOLDERS);
-        let mut pks: Vec<String> = (0..RANK_SHARDS).map(|k| shard_pk(&base, k)).collect();
-        pks.extend(Self::rank_count_pks(rank));
-        self.delete_partitions(pks).await
+        let head = head_pk(rank, agg_kinds::RANK_HEAD);
+        self.delete_generation(&head, |g| {
+            let mut pks = Self::rank_holder_pks(rank, g);
+            pks.extend(Self::rank_count_pks(rank, g));
+            pks
+        })
+        .await
     }
 
     /// One BatchWriteItem: the channel's copy and the extension-wide copy.

@@ -295,6 +295,11 @@ impl DynamoStore {
     }
 
     async fn write_chunk(&self, table: &str, chunk: Vec<WriteRequest>) -> Result<(), StoreError> {
+        if self.faults.take_batch_write_failure() {
+            return Err(StoreError::Unavailable(
+                "injected batch write failure".into(),
+            ));
+        }
         let mut pending = chunk;
         for attempt in 0..=BATCH_RETRIES {
             if pending.is_empty() {

@@ -1,5 +1,5 @@
 //! DynamoDB adapter, one file per port: [`documents`], [`auth`],
-//! [`aggregate`], [`codes`], [`connections`], [`limits`]; [`items`] holds the item
+//! [`aggregate`] (with [`generation`]), [`codes`], [`connections`], [`limits`]; [`items`] holds the item
 //! helpers and requests they share, [`schema`] the tables, [`stream`] the
 //! connections table's stream as the fan-out worker receives it.
 //!
@@ -12,6 +12,7 @@ mod auth;
 pub mod codes;
 pub mod connections;
 mod documents;
+mod generation;
 mod items;
 mod limits;
 mod schema;
@@ -31,6 +32,8 @@ pub struct DynamoStore {
     tables: Arc<Tables>,
     /// Shards of each poll's sums and ballots (see `aggregate`).
     vote_shards: u32,
+    /// Poll and ranking generations seen by this process (see `generation`).
+    generations: Arc<generation::Generations>,
     /// Code-set generations and chunks seen by this process (see `codes`).
     code_cache: Arc<codes::CodeCache>,
     /// Seconds before unclaimed code indices count as lost (see `codes`).
@@ -51,6 +54,7 @@ impl DynamoStore {
             client,
             tables: Arc::new(tables),
             vote_shards: aggregate::VOTE_SHARDS,
+            generations: Default::default(),
             code_cache: Default::default(),
             recovery_grace: codes::RECOVERY_GRACE_SECS,
             append_lock_secs: codes::APPEND_LOCK_SECS,
