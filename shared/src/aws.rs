@@ -21,6 +21,18 @@ use aws_types::region::Region;
 
 use crate::error::ConfigError;
 
+/// Timeouts of one AWS call: DynamoDB answers in milliseconds, so a try
+/// that takes a second is lost; a call (up to 3 tries) has 2 s. These bound
+/// the time a retried store operation needs per attempt (`budget`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+/// DynamoDB Local (an endpoint override) is one JVM on the same machine as
+/// its load: it can take seconds under a test's burst of transactions.
+const LOCAL_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const LOCAL_OPERATION_TIMEOUT: Duration = Duration::from_secs(80);
+
 /// The roots AWS endpoints chain to (Amazon Trust Services).
 const AWS_ROOTS: &[u8] = include_bytes!("../certs/aws-roots.pem");
 
@@ -96,13 +108,19 @@ fn build(endpoint: Option<&str>, credentials: Credentials, region: String) -> Sd
         ))
         .tls_context(tls_context)
         .build_https();
-    // DynamoDB Local (an endpoint override) is one JVM on the same machine as
-    // its load: it can take seconds under a test's burst of transactions.
-    let slow = if endpoint.is_some() { 10 } else { 1 };
     let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(3 * slow))
-        .operation_timeout(Duration::from_secs(8 * slow))
+        .connect_timeout(match endpoint {
+            None => CONNECT_TIMEOUT,
+            Some(_) => LOCAL_CONNECT_TIMEOUT,
+        })
+        .operation_attempt_timeout(match endpoint {
+            None => ATTEMPT_TIMEOUT,
+            Some(_) => LOCAL_ATTEMPT_TIMEOUT,
+        })
+        .operation_timeout(match endpoint {
+            None => OPERATION_TIMEOUT,
+            Some(_) => LOCAL_OPERATION_TIMEOUT,
+        })
         .build();
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -124,6 +142,12 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn an_attempt_and_the_call_after_it_fit_the_reserve() {
+        assert!(3 * OPERATION_TIMEOUT <= crate::budget::ATTEMPT_RESERVE);
+        assert!(ATTEMPT_TIMEOUT <= OPERATION_TIMEOUT && CONNECT_TIMEOUT <= ATTEMPT_TIMEOUT);
+    }
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars

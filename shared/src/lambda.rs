@@ -73,7 +73,24 @@ pub async fn run_http(
     router: impl FnOnce(SharedApp<DynamoStore>) -> axum::Router,
 ) -> Result<(), Error> {
     let app = init(required).await?;
-    lambda_http::run(router(app)).await
+    let router = router(app).layer(axum::middleware::from_fn(within_deadline));
+    lambda_http::run(router).await
+}
+
+/// Runs a request until its invocation's deadline less a margin to answer,
+/// so the store's retries stop in time (see `budget`).
+async fn within_deadline(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let deadline = req
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map(|c| crate::budget::from_invocation_deadline(c.deadline));
+    match deadline {
+        Some(d) => crate::budget::until(d, next.run(req)).await,
+        None => next.run(req).await,
+    }
 }
 
 /// What a non-HTTP function made of one event: its response, and the route
@@ -105,4 +122,42 @@ where
         Ok::<R, Error>(out.response)
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A request runs until its invocation's deadline less the margin to
+    /// answer; one without an invocation (not on Lambda) has no deadline.
+    #[tokio::test]
+    async fn a_request_gets_its_invocations_deadline() {
+        let app = axum::Router::new()
+            .route(
+                "/",
+                get(|| async { format!("{:?}", crate::budget::left().map(|l| l.as_secs())) }),
+            )
+            .layer(axum::middleware::from_fn(within_deadline));
+        let in_12s =
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(12);
+        let mut context = lambda_http::Context::default();
+        context.deadline = in_12s.as_millis() as u64;
+        let mut req = http::Request::new(axum::body::Body::empty());
+        req.extensions_mut().insert(context);
+        let left = body_text(app.clone().oneshot(req).await.unwrap()).await;
+        assert!(left == "Some(10)" || left == "Some(11)", "{left}");
+        let plain = http::Request::new(axum::body::Body::empty());
+        assert_eq!(body_text(app.oneshot(plain).await.unwrap()).await, "None");
+    }
+
+    async fn body_text(r: axum::response::Response) -> String {
+        use http_body_util::BodyExt;
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
 }

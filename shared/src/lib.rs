@@ -2,7 +2,7 @@
 //!
 //! Modules in layers; each imports only from the layers before it.
 //!
-//! 1. **Base:** [`ids`], [`clock`], [`env`], [`error`] (`ApiError`,
+//! 1. **Base:** [`ids`], [`clock`], [`budget`] (a request's time left), [`env`], [`error`] (`ApiError`,
 //!    `StoreError`), [`random`], [`hash`], [`logging`]. No HTTP, no SDK.
 //! 2. **Domain:** [`registry`], [`hs256`] and [`auth`] (extensions and their
 //!    keys, the token signature, tokens and the `Caller`), [`expiry`], [`documents`], [`aggregate`], [`codes`],
@@ -19,6 +19,7 @@
 //! Feature `testing` adds [`testing`] (test support, never in a Lambda).
 
 // 1. base
+pub mod budget;
 pub mod clock;
 pub mod env;
 pub mod error;

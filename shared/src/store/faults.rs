@@ -12,6 +12,8 @@ pub struct Faults {
     append_crashes: std::sync::atomic::AtomicUsize,
     #[cfg(feature = "testing")]
     lost_doc_answers: std::sync::atomic::AtomicUsize,
+    #[cfg(feature = "testing")]
+    lost_vote_races: std::sync::atomic::AtomicUsize,
     /// 0: off; else 1 + the BatchWriteItem calls that still succeed.
     #[cfg(feature = "testing")]
     batch_writes_left: std::sync::atomic::AtomicUsize,
@@ -105,6 +107,27 @@ impl Faults {
 
     #[cfg(not(feature = "testing"))]
     pub(crate) fn take_batch_write_failure(&self) -> bool {
+        false
+    }
+
+    /// The next `n` vote attempts (on DynamoDB) lose their race, as when
+    /// other voters' transactions keep winning: the vote retries.
+    #[cfg(feature = "testing")]
+    pub fn lose_vote_races(&self, n: usize) {
+        self.lost_vote_races
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(feature = "testing")]
+    pub(crate) fn take_lost_vote_race(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.lost_vote_races
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn take_lost_vote_race(&self) -> bool {
         false
     }
 }

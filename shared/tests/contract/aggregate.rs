@@ -13,6 +13,7 @@ use medkit::aggregate::rank::top_scores;
 use medkit::aggregate::vote::{Ballot, Sums};
 use medkit::aggregate::window::expiry_bucket;
 use medkit::clock::now_secs;
+use medkit::error::StoreError;
 use medkit::ids::{AggregateId, ChannelId, ClientId, ViewerId};
 use medkit::store::embedded::EmbeddedStore;
 use medkit::store::{AggregateStore, Store};
@@ -559,5 +560,47 @@ async fn dynamodb_a_delete_cut_off_part_way_leaves_no_half_deleted_poll() {
         again,
         Sums::of(7, 2),
         "a voter of the deleted poll starts afresh"
+    );
+}
+
+/// A vote that keeps losing its race retries while its request's deadline
+/// leaves room for another attempt, then gives up (409) in time to answer,
+/// instead of running past the function's timeout.
+#[tokio::test]
+async fn dynamodb_vote_retries_stop_at_the_requests_deadline() {
+    use medkit::budget;
+    let Some((s, rt)) =
+        medkit::testing::dynamo_store("dynamodb_vote_retries_stop_at_the_requests_deadline").await
+    else {
+        return;
+    };
+    let p = poll("62", "contended");
+    // No deadline (the dev server): the attempt count alone decides.
+    s.faults().lose_vote_races(1000);
+    rt.reset();
+    let unbounded = s.cast_vote(&p, ballot("C1", 1, 1)).await;
+    assert!(
+        matches!(unbounded, Err(StoreError::Contention)),
+        "{unbounded:?}"
+    );
+    let attempts = rt.get();
+    // Plenty of time left: the same attempts.
+    let roomy = tokio::time::Instant::now() + budget::ATTEMPT_RESERVE * 3;
+    rt.reset();
+    let within = budget::until(roomy, s.cast_vote(&p, ballot("C1", 1, 1))).await;
+    assert!(matches!(within, Err(StoreError::Contention)), "{within:?}");
+    assert_eq!(rt.get(), attempts, "one BatchGetItem per attempt");
+    // Less than a worst-case attempt left: one attempt, then 409 at once.
+    let near = tokio::time::Instant::now() + budget::ATTEMPT_RESERVE / 2;
+    rt.reset();
+    let cut = budget::until(near, s.cast_vote(&p, ballot("C1", 1, 1))).await;
+    assert!(matches!(cut, Err(StoreError::Contention)), "{cut:?}");
+    assert_eq!(rt.get(), 1);
+    println!("attempts without a deadline: {attempts}; with less than a reserve left: 1");
+    // The races over, the vote goes through.
+    s.faults().lose_vote_races(0);
+    assert_eq!(
+        s.cast_vote(&p, ballot("C1", 4, 1)).await.unwrap(),
+        Sums::of(4, 1)
     );
 }

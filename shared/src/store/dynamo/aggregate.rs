@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use super::DynamoStore;
 use super::generation::{SWEEP_BUDGET, head_pk, partition};
-use super::items::{Item, backoff, is_live, key, n, num, s, sdk_err, text};
+use super::items::{Item, is_live, key, n, num, retry_after, s, sdk_err, text};
 use crate::aggregate::AggKey;
 use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, BucketedSums, SPECIFIC_SLOTS, Sums, replace_ballot};
@@ -480,6 +480,13 @@ impl AggregateStore for DynamoStore {
                 let current = shards.get(shard.as_str()).copied();
                 txn.push(shard_update(&table, shard, &delta, current, now)?);
             }
+            if self.faults.take_lost_vote_race() {
+                // As if another voter's transaction had won this one.
+                if !retry_after(attempt).await {
+                    break;
+                }
+                continue;
+            }
             let sent = self
                 .client
                 .transact_write_items()
@@ -488,7 +495,11 @@ impl AggregateStore for DynamoStore {
                 .await;
             match sent {
                 Ok(_) => return Ok(total.live(now)),
-                Err(e) if lost_race(&e) => backoff(attempt).await,
+                Err(e) if lost_race(&e) => {
+                    if !retry_after(attempt).await {
+                        break;
+                    }
+                }
                 Err(e) => return Err(sdk_err(e)),
             }
         }
@@ -601,7 +612,11 @@ impl AggregateStore for DynamoStore {
                 .await;
             match sent {
                 Ok(_) => return Ok(old.map(|(k, _)| k)),
-                Err(e) if lost_race(&e) => backoff(attempt).await,
+                Err(e) if lost_race(&e) => {
+                    if !retry_after(attempt).await {
+                        break;
+                    }
+                }
                 Err(e) => return Err(sdk_err(e)),
             }
         }

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 
 use super::DynamoStore;
 use super::items::{
-    Item, backoff, condition_failed, is_live, key, n, num, s, sdk_err, text,
+    Item, condition_failed, is_live, key, n, num, retry_after, s, sdk_err, text,
     unless_condition_failed,
 };
 use crate::clock::now_secs;
@@ -389,7 +389,9 @@ impl DynamoStore {
                 match popped {
                     Ok(_) => return Ok(Some(first)),
                     Err(e) if condition_failed(&e) => {
-                        backoff(attempt).await;
+                        if !retry_after(attempt).await {
+                            return Err(StoreError::Contention);
+                        }
                         match self.set_meta(client, slot).await? {
                             Some(m) => meta = m,
                             None => return Ok(None),
@@ -858,7 +860,9 @@ impl CodeStore for DynamoStore {
                         self.return_indices(&meta_key, &generation, vec![n(index as i64)])
                             .await?;
                     }
-                    backoff(attempt).await;
+                    if !retry_after(attempt).await {
+                        break;
+                    }
                 }
             }
         }

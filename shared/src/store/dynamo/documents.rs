@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
 use super::DynamoStore;
-use super::items::{Item, backoff, condition_failed, is_live, key, n, num, s, sdk_err, text};
+use super::items::{Item, condition_failed, is_live, key, n, num, retry_after, s, sdk_err, text};
 use crate::clock::now_secs;
 use crate::error::StoreError;
 use crate::store::codec::{self, Encoded};
@@ -173,13 +173,17 @@ impl DocumentStore for DynamoStore {
                 Ok(_) if !lost => return Ok(new),
                 Ok(_) => {
                     unsure = Some((token, new));
-                    backoff(attempt).await;
+                    if !retry_after(attempt).await {
+                        break;
+                    }
                 }
                 Err(e) if condition_failed(&e) => {
                     // Another writer won, or our own write landed and the
                     // SDK's retry of it failed: the next read tells.
                     unsure = Some((token, new));
-                    backoff(attempt).await;
+                    if !retry_after(attempt).await {
+                        break;
+                    }
                 }
                 Err(e) if outcome_unknown(&e) => {
                     // A timeout may hide a landed write: read once to know.

@@ -114,6 +114,18 @@ where
     }
 }
 
+/// Waits before another attempt of an operation that lost a race; `false`
+/// (no wait) when the request's deadline leaves no room for another
+/// attempt (see `budget`): the caller then gives up with 409/503.
+pub(super) async fn retry_after(attempt: usize) -> bool {
+    if !crate::budget::may_retry() {
+        tracing::warn!(attempt, "retries stopped: the request's deadline is near");
+        return false;
+    }
+    backoff(attempt).await;
+    true
+}
+
 pub(super) async fn backoff(attempt: usize) {
     let jitter = crate::random::bytes::<1>()[0] as u64 % 10;
     let ms = (5u64 << attempt.min(6)) + jitter;
