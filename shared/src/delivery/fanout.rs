@@ -32,6 +32,9 @@ use crate::store::ConnectionStore;
 
 /// Posts in flight per fan-out (per job in AWS).
 pub const POST_CONCURRENCY: usize = 64;
+/// Time a job spends deleting connections it found gone (64 at a time:
+/// ~50,000 DeleteItems at DynamoDB's latency); the rest expire by TTL.
+pub const FORGET_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 /// Attempts of a throttled post.
 const POST_ATTEMPTS: u32 = 4;
 
@@ -248,15 +251,48 @@ impl<S: ConnectionStore> Fanout<'_, S> {
     }
 
     /// Deletes connections found gone, concurrently (after a long stream
-    /// break, many may be).
+    /// break, many may be), for at most [`FORGET_BUDGET`]: the job must end
+    /// well inside its function's time, and a connection left behind is
+    /// harmless (it is found gone again, and expires with its token).
     async fn forget_gone(&self, gone: Vec<ConnectionId>) {
-        futures_util::stream::iter(gone)
-            .for_each_concurrent(POST_CONCURRENCY, |id| async move {
-                if let Err(e) = self.store.remove_connection(&id).await {
-                    tracing::warn!(connection = %id.redacted(), error = %e, "could not delete a gone connection");
+        let total = gone.len();
+        let deleted = std::sync::atomic::AtomicUsize::new(0);
+        let deleting = futures_util::stream::iter(gone).for_each_concurrent(
+            POST_CONCURRENCY,
+            |id| {
+                let deleted = &deleted;
+                async move {
+                    match self.store.remove_connection(&id).await {
+                        Ok(_) => {
+                            deleted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::warn!(connection = %id.redacted(), error = %e, "could not delete a gone connection")
+                        }
+                    }
                 }
-            })
-            .await;
+            },
+        );
+        // Inside a request, only what its deadline leaves (see `budget`).
+        let budget = crate::budget::left().map_or(FORGET_BUDGET, |left| {
+            left.saturating_sub(crate::budget::ATTEMPT_RESERVE)
+                .min(FORGET_BUDGET)
+        });
+        if budget.is_zero() {
+            tracing::warn!(
+                total,
+                "gone connections left to expire: no time to delete them"
+            );
+            return;
+        }
+        if tokio::time::timeout(budget, deleting).await.is_err() {
+            let deleted = deleted.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                total,
+                deleted,
+                "gone connections left to expire: the deletes ran out of time"
+            );
+        }
     }
 }
 

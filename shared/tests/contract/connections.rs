@@ -279,6 +279,46 @@ async fn fanout_removes_gone_connections_and_retries_throttled_ones<S: Store>(s:
     assert!(!left.contains(&conns[3].id) && !left.contains(&conns[7].id));
 }
 
+/// Deleting gone connections fits what the request's deadline leaves: with
+/// less than a worst-case attempt left, the send still answers (the gone
+/// ones counted) and leaves their items to expire.
+async fn gone_connections_are_deleted_only_within_the_deadline<S: Store>(s: S) {
+    let conns: Vec<Connection> = (0..6)
+        .map(|i| conn("c1", Some("G"), &format!("V{i}"), None))
+        .collect();
+    for c in &conns {
+        s.add_connection(c).await.unwrap();
+    }
+    let poster = FakePoster {
+        gone: conns.iter().map(|c| c.id.clone()).collect(),
+        ..FakePoster::default()
+    };
+    let fanout = Fanout {
+        store: &s,
+        poster: &poster,
+    };
+    let (c1, to) = (client("c1"), Recipients::Channel(channel("G")));
+    let send = fanout.deliver(&c1, &to, "f");
+    let near = tokio::time::Instant::now() + medkit::budget::ATTEMPT_RESERVE / 2;
+    let report = medkit::budget::until(near, send).await.unwrap();
+    assert_eq!((report.sent, report.gone), (0, 6));
+    let left = s
+        .channel_connections(&client("c1"), &channel("G"))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 6, "no time for the deletes: left to expire");
+    // With time, they go.
+    fanout
+        .deliver(&client("c1"), &Recipients::Channel(channel("G")), "f")
+        .await
+        .unwrap();
+    let left = s
+        .channel_connections(&client("c1"), &channel("G"))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} left", left.len());
+}
+
 async fn extension_wide_sends_reach_every_channel_once<S: Store>(s: S) {
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -363,6 +403,7 @@ contract! {
     sends_are_limited_per_scope_and_window;
     distinct_items_are_limited_per_window;
     fanout_removes_gone_connections_and_retries_throttled_ones;
+    gone_connections_are_deleted_only_within_the_deadline;
     extension_wide_sends_reach_every_channel_once;
 }
 
