@@ -5,6 +5,8 @@
 //! DynamoDB Local and runs this. Settings: BENCH_SECS (default 10) per
 //! variant, BENCH_CLIENTS (default 64) concurrent voters in flight.
 //!
+//! After each variant, the poll it filled is deleted (time, round trips).
+//!
 //! DynamoDB Local does not model a partition's ~1000 writes/s limit, so what
 //! this shows locally is the cost of contention (transaction conflicts and
 //! retries on a hot item) and of reading more shards, not AWS throttling.
@@ -33,6 +35,15 @@ struct Figures {
     conflicts: usize,
     round_trips: usize,
     secs: f64,
+    deleted: Deleted,
+}
+
+/// Deleting the poll the run filled: its ballots, the delete's time and
+/// round trips (one UpdateItem, then the sweep of the old generation).
+struct Deleted {
+    ballots: usize,
+    ms: f64,
+    round_trips: usize,
 }
 
 async fn run(
@@ -85,11 +96,24 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
+    let (round_trips, secs) = (rt.get(), started.elapsed().as_secs_f64());
+    let ballots = store.ballots(&poll).await.expect("ballots").len();
+    rt.reset();
+    let t = Instant::now();
+    store.delete_poll(&poll).await.expect("delete");
+    let deleted = Deleted {
+        ballots,
+        ms: t.elapsed().as_secs_f64() * 1000.0,
+        round_trips: rt.get(),
+    };
+    let (left, _) = store.vote_totals(&poll, None).await.expect("totals");
+    assert_eq!(left.n, 0, "the deleted poll reads empty");
     Figures {
         votes: votes.load(Ordering::Relaxed),
         conflicts: conflicts.load(Ordering::Relaxed),
-        round_trips: rt.get(),
-        secs: started.elapsed().as_secs_f64(),
+        round_trips,
+        secs,
+        deleted,
     }
 }
 
@@ -120,6 +144,10 @@ async fn main() {
             f.votes,
             f.conflicts,
             f.round_trips as f64 / f.votes.max(1) as f64
+        );
+        println!(
+            "  delete of that poll ({} ballots): {:.0} ms, {} round trips (1 UpdateItem, then the sweep)",
+            f.deleted.ballots, f.deleted.ms, f.deleted.round_trips
         );
         results.push(rate);
     }
