@@ -145,7 +145,8 @@ impl Question {
         let legal = match to {
             UNLOCKED => from == INACTIVE || from == LOCKED,
             LOCKED => from == UNLOCKED,
-            RESULTS => from == LOCKED,
+            // Revealing the answer while voting is open locks it implicitly.
+            RESULTS => from == LOCKED || from == UNLOCKED,
             INACTIVE => from != INACTIVE,
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -398,10 +399,15 @@ mod tests {
         assert!(q.transition(RESULTS, Some("cat")).is_err());
         q.transition(UNLOCKED, None).unwrap();
         assert!(q.transition(UNLOCKED, None).is_err());
-        assert!(
-            q.transition(RESULTS, Some("cat")).is_err(),
-            "unlocked → results"
+        // Revealing while voting is open: allowed, and it closes voting.
+        q.transition(RESULTS, Some("cat")).unwrap();
+        assert_eq!(
+            (q.state.as_str(), q.winner.as_deref()),
+            (RESULTS, Some("cat"))
         );
+        assert!(q.transition(LOCKED, None).is_err(), "results → locked");
+        q.transition(UNLOCKED, None).unwrap();
+        assert_eq!(q.winner, None, "reopening withdraws the winner");
         q.transition(LOCKED, None).unwrap();
         let err = q.transition(RESULTS, None).unwrap_err();
         assert!(matches!(err, ApiError::BadRequest(_)));

@@ -692,8 +692,6 @@ async fn trivia_flows_from_edit_to_leaderboard() {
     )
     .await;
 
-    let (s, _) = transition(&r, "q1", "state-results", Some("a")).await;
-    assert_eq!(s, StatusCode::CONFLICT, "unlocked → results skips locked");
     assert_eq!(
         transition(&r, "q1", "state-locked", None).await.0,
         StatusCode::OK
@@ -709,10 +707,28 @@ async fn trivia_flows_from_edit_to_leaderboard() {
     .await;
     let (s, v) = transition(&r, "q1", "state-results", None).await;
     reason(s, &v, StatusCode::BAD_REQUEST);
+    // Reopened, then the answer revealed while voting is open: that locks
+    // the question implicitly.
     assert_eq!(
-        transition(&r, "q1", "state-results", Some("a")).await.0,
+        transition(&r, "q1", "state-unlocked", None).await.0,
         StatusCode::OK
     );
+    assert_eq!(
+        transition(&r, "q1", "state-results", Some("a")).await.0,
+        StatusCode::OK,
+        "unlocked → results"
+    );
+    refused(
+        &r,
+        POST,
+        "/v1/e/curated_poll",
+        &viewer("1"),
+        Some(vote_a),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let (s, v) = transition(&r, "q1", "state-locked", None).await;
+    reason(s, &v, StatusCode::CONFLICT);
 
     let seen = ok(&r, GET, "/v1/e/curated_poll?id=q1", &viewer("1"), None).await;
     assert_eq!(seen["results"], json!({"you": "a", "winner": "a"}));
