@@ -406,8 +406,10 @@ mod tests {
             (RESULTS, Some("cat"))
         );
         assert!(q.transition(LOCKED, None).is_err(), "results → locked");
+        assert!(q.transition(UNLOCKED, None).is_err(), "results → unlocked");
+        q.transition(INACTIVE, None).unwrap();
+        assert_eq!(q.winner, None, "hiding withdraws the winner");
         q.transition(UNLOCKED, None).unwrap();
-        assert_eq!(q.winner, None, "reopening withdraws the winner");
         q.transition(LOCKED, None).unwrap();
         let err = q.transition(RESULTS, None).unwrap_err();
         assert!(matches!(err, ApiError::BadRequest(_)));
