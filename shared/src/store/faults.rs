@@ -3,131 +3,101 @@
 //! this is an empty type whose checks are always false, so no Lambda carries
 //! them.
 
+#[cfg(feature = "testing")]
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
 /// Injected failures of one store (shared by its clones).
 #[derive(Debug, Default)]
 pub struct Faults {
     #[cfg(feature = "testing")]
-    redeem_crashes: std::sync::atomic::AtomicUsize,
+    redeem_crashes: AtomicUsize,
     #[cfg(feature = "testing")]
-    append_crashes: std::sync::atomic::AtomicUsize,
+    append_crashes: AtomicUsize,
     #[cfg(feature = "testing")]
-    lost_doc_answers: std::sync::atomic::AtomicUsize,
+    lost_doc_answers: AtomicUsize,
     #[cfg(feature = "testing")]
-    lost_vote_races: std::sync::atomic::AtomicUsize,
+    lost_vote_races: AtomicUsize,
     /// 0: off; else 1 + the BatchWriteItem calls that still succeed.
     #[cfg(feature = "testing")]
-    batch_writes_left: std::sync::atomic::AtomicUsize,
+    batch_writes_left: AtomicUsize,
 }
 
-impl Faults {
+/// A knob that makes the next `n` operations of a kind fail: `$arm(n)` for
+/// tests, `$take()` (one atomic update when unused) for the store.
+macro_rules! countdown {
+    ($(#[$doc:meta])* $arm:ident, $take:ident, $field:ident) => {
+        impl Faults {
+            $(#[$doc])*
+            #[cfg(feature = "testing")]
+            pub fn $arm(&self, n: usize) {
+                self.$field.store(n, SeqCst);
+            }
+
+            /// Whether this operation should fail now.
+            #[cfg(feature = "testing")]
+            pub(crate) fn $take(&self) -> bool {
+                self.$field
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            }
+
+            #[cfg(not(feature = "testing"))]
+            pub(crate) fn $take(&self) -> bool {
+                false
+            }
+        }
+    };
+}
+
+countdown!(
     /// The next `n` redeems fail right after taking a code and before
     /// recording it for the user.
-    #[cfg(feature = "testing")]
-    pub fn crash_redeems_after_claim(&self, n: usize) {
-        self.redeem_crashes
-            .store(n, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Whether this redeem should crash now (one atomic load when unused).
-    #[cfg(feature = "testing")]
-    pub(crate) fn take_redeem_crash(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.redeem_crashes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    #[cfg(not(feature = "testing"))]
-    pub(crate) fn take_redeem_crash(&self) -> bool {
-        false
-    }
-
+    crash_redeems_after_claim,
+    take_redeem_crash,
+    redeem_crashes
+);
+countdown!(
     /// The next `n` appends (on DynamoDB) die right after taking the slot's
     /// append lock, before writing or releasing anything.
-    #[cfg(feature = "testing")]
-    pub fn crash_appends_after_lock(&self, n: usize) {
-        self.append_crashes
-            .store(n, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    #[cfg(feature = "testing")]
-    pub(crate) fn take_append_crash(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.append_crashes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    #[cfg(not(feature = "testing"))]
-    pub(crate) fn take_append_crash(&self) -> bool {
-        false
-    }
-
+    crash_appends_after_lock,
+    take_append_crash,
+    append_crashes
+);
+countdown!(
     /// The next `n` document updates (on DynamoDB) are applied, and then
     /// their answer is lost: the store sees a failed condition, as when the
     /// SDK retries a write whose first try landed but timed out.
-    #[cfg(feature = "testing")]
-    pub fn lose_doc_write_answers(&self, n: usize) {
-        self.lost_doc_answers
-            .store(n, std::sync::atomic::Ordering::SeqCst);
-    }
+    lose_doc_write_answers,
+    take_lost_doc_answer,
+    lost_doc_answers
+);
+countdown!(
+    /// The next `n` vote attempts (on DynamoDB) lose their race, as when
+    /// other voters' transactions keep winning: the vote retries.
+    lose_vote_races,
+    take_lost_vote_race,
+    lost_vote_races
+);
 
-    #[cfg(feature = "testing")]
-    pub(crate) fn take_lost_doc_answer(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.lost_doc_answers
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    #[cfg(not(feature = "testing"))]
-    pub(crate) fn take_lost_doc_answer(&self) -> bool {
-        false
-    }
-
+impl Faults {
     /// After `n` more BatchWriteItem calls (on DynamoDB), every one fails,
     /// as when a function runs out of time in the middle of a large delete.
     #[cfg(feature = "testing")]
     pub fn fail_batch_writes_after(&self, n: usize) {
-        self.batch_writes_left
-            .store(n + 1, std::sync::atomic::Ordering::SeqCst);
+        self.batch_writes_left.store(n + 1, SeqCst);
     }
 
     #[cfg(feature = "testing")]
     pub(crate) fn take_batch_write_failure(&self) -> bool {
-        use std::sync::atomic::Ordering;
         let left = self
             .batch_writes_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n > 1).then(|| n - 1)
-            });
+            .fetch_update(SeqCst, SeqCst, |n| (n > 1).then(|| n - 1));
         // Err(1): armed and used up; Err(0): off.
         left == Err(1)
     }
 
     #[cfg(not(feature = "testing"))]
     pub(crate) fn take_batch_write_failure(&self) -> bool {
-        false
-    }
-
-    /// The next `n` vote attempts (on DynamoDB) lose their race, as when
-    /// other voters' transactions keep winning: the vote retries.
-    #[cfg(feature = "testing")]
-    pub fn lose_vote_races(&self, n: usize) {
-        self.lost_vote_races
-            .store(n, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    #[cfg(feature = "testing")]
-    pub(crate) fn take_lost_vote_race(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.lost_vote_races
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    #[cfg(not(feature = "testing"))]
-    pub(crate) fn take_lost_vote_race(&self) -> bool {
         false
     }
 }

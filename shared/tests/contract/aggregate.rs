@@ -257,24 +257,25 @@ async fn concurrent_rank_changes_are_exact<S: Store>(s: S, voters: usize) {
     assert_eq!(got.values().sum::<i64>(), voters as i64);
 }
 
-/// Deletes racing votes: voters keep casting new ballots while the poll is
-/// deleted again and again. Whatever the interleaving, the sums afterwards
-/// equal what the surviving ballots add up to (a delete is all or nothing
-/// with respect to each vote).
-async fn deletes_racing_votes_keep_sums_and_ballots_equal<S: Store>(s: S) {
-    let p = poll("21", "racing");
+/// Races deletes against writers: `voters` tasks call `write(v, round)`
+/// every 5 ms until five deletes (10 ms apart) are over and each writer has
+/// written twice more (at most 200 rounds), so writes land before, between
+/// and after the deletes.
+async fn race_deletes<W, WF, D, DF>(voters: usize, write: W, delete: D)
+where
+    W: Fn(usize, usize) -> WF + Clone + Send + 'static,
+    WF: std::future::Future<Output = ()> + Send,
+    D: Fn() -> DF + Send + 'static,
+    DF: std::future::Future<Output = ()> + Send,
+{
     let deleting = Arc::new(AtomicBool::new(true));
     let mut tasks = tokio::task::JoinSet::new();
-    for v in 0..8 {
-        let (s, p, deleting) = (s.clone(), p.clone(), deleting.clone());
+    for v in 0..voters {
+        let (write, deleting) = (write.clone(), deleting.clone());
         tasks.spawn(async move {
-            // New voters until the deletes are over, then two more rounds.
             let mut after = 0;
-            for round in 0..200i64 {
-                let value = (v * 5 + round * 3) % 20;
-                s.cast_vote(&p, ballot(&format!("D{v}-{round}"), value, 1))
-                    .await
-                    .unwrap();
+            for round in 0..200 {
+                write(v, round).await;
                 after += i32::from(!deleting.load(Ordering::SeqCst));
                 if after == 2 {
                     break;
@@ -283,20 +284,44 @@ async fn deletes_racing_votes_keep_sums_and_ballots_equal<S: Store>(s: S) {
             }
         });
     }
-    let deleter = {
-        let (s, p) = (s.clone(), p.clone());
-        tokio::spawn(async move {
-            for _ in 0..5 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                s.delete_poll(&p).await.unwrap();
-            }
-            deleting.store(false, Ordering::SeqCst);
-        })
-    };
+    let deleter = tokio::spawn(async move {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            delete().await;
+        }
+        deleting.store(false, Ordering::SeqCst);
+    });
     while let Some(t) = tasks.join_next().await {
         t.unwrap();
     }
     deleter.await.unwrap();
+}
+
+/// Deletes racing votes: voters keep casting new ballots while the poll is
+/// deleted again and again. Whatever the interleaving, the sums afterwards
+/// equal what the surviving ballots add up to (a delete is all or nothing
+/// with respect to each vote).
+async fn deletes_racing_votes_keep_sums_and_ballots_equal<S: Store>(s: S) {
+    let p = poll("21", "racing");
+    let (vs, vp) = (s.clone(), p.clone());
+    let (ds, dp) = (s.clone(), p.clone());
+    race_deletes(
+        8,
+        move |v, round| {
+            let (s, p) = (vs.clone(), vp.clone());
+            async move {
+                let value = ((v * 5 + round * 3) % 20) as i64;
+                s.cast_vote(&p, ballot(&format!("D{v}-{round}"), value, 1))
+                    .await
+                    .unwrap();
+            }
+        },
+        move || {
+            let (s, p) = (ds.clone(), dp.clone());
+            async move { s.delete_poll(&p).await.unwrap() }
+        },
+    )
+    .await;
     let ballots = s.ballots(&p).await.unwrap();
     let (totals, _) = s.vote_totals(&p, None).await.unwrap();
     assert_eq!(
@@ -312,41 +337,27 @@ async fn deletes_racing_votes_keep_sums_and_ballots_equal<S: Store>(s: S) {
 async fn deletes_racing_rank_changes_keep_counts_and_holders_equal<S: Store>(s: S) {
     let r = poll("42", "racing");
     let b = expiry_bucket(now_secs(), 86400);
-    let keys = ["red", "green", "blue"];
     let voters = 8usize;
-    let deleting = Arc::new(AtomicBool::new(true));
-    let mut tasks = tokio::task::JoinSet::new();
-    for v in 0..voters {
-        let (s, r, deleting) = (s.clone(), r.clone(), deleting.clone());
-        tasks.spawn(async move {
-            let me = viewer(&format!("Q{v}"));
-            let mut after = 0;
-            for round in 0..200 {
+    let (vs, vr) = (s.clone(), r.clone());
+    let (ds, dr) = (s.clone(), r.clone());
+    race_deletes(
+        voters,
+        move |v, round| {
+            let (s, r) = (vs.clone(), vr.clone());
+            async move {
+                let keys = ["red", "green", "blue"];
+                let me = viewer(&format!("Q{v}"));
                 s.set_rank_key(&r, &me, keys[(v + round) % keys.len()], b)
                     .await
                     .unwrap();
-                after += i32::from(!deleting.load(Ordering::SeqCst));
-                if after == 2 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        });
-    }
-    let deleter = {
-        let (s, r) = (s.clone(), r.clone());
-        tokio::spawn(async move {
-            for _ in 0..5 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                s.delete_rank(&r).await.unwrap();
-            }
-            deleting.store(false, Ordering::SeqCst);
-        })
-    };
-    while let Some(t) = tasks.join_next().await {
-        t.unwrap();
-    }
-    deleter.await.unwrap();
+        },
+        move || {
+            let (s, r) = (ds.clone(), dr.clone());
+            async move { s.delete_rank(&r).await.unwrap() }
+        },
+    )
+    .await;
     let mut expected: HashMap<String, i64> = HashMap::new();
     for v in 0..voters {
         if let Some(k) = s.rank_key(&r, &viewer(&format!("Q{v}"))).await.unwrap() {

@@ -692,19 +692,23 @@ async fn trivia_flows_from_edit_to_leaderboard() {
     )
     .await;
 
+    // A vote while the question is not open: 409.
+    let voter1 = viewer("1");
+    let vote_is_closed = || {
+        refused(
+            &r,
+            POST,
+            "/v1/e/curated_poll",
+            &voter1,
+            Some(vote_a),
+            StatusCode::CONFLICT,
+        )
+    };
     assert_eq!(
         transition(&r, "q1", "state-locked", None).await.0,
         StatusCode::OK
     );
-    refused(
-        &r,
-        POST,
-        "/v1/e/curated_poll",
-        &viewer("1"),
-        Some(vote_a),
-        StatusCode::CONFLICT,
-    )
-    .await;
+    vote_is_closed().await;
     let (s, v) = transition(&r, "q1", "state-results", None).await;
     reason(s, &v, StatusCode::BAD_REQUEST);
     // Reopened, then the answer revealed while voting is open: that locks
@@ -718,15 +722,7 @@ async fn trivia_flows_from_edit_to_leaderboard() {
         StatusCode::OK,
         "unlocked → results"
     );
-    refused(
-        &r,
-        POST,
-        "/v1/e/curated_poll",
-        &viewer("1"),
-        Some(vote_a),
-        StatusCode::CONFLICT,
-    )
-    .await;
+    vote_is_closed().await;
     let (s, v) = transition(&r, "q1", "state-locked", None).await;
     reason(s, &v, StatusCode::CONFLICT);
 
