@@ -9,8 +9,14 @@ use crate::error::ApiError;
 pub const MAX_DOC_BYTES: usize = 500 * 1024;
 /// A JSON-store value.
 pub const MAX_JSON_STORE_BYTES: usize = 2 * 1024;
-/// Entries in a multi-get or an admin map PATCH.
+/// Entries in a multi-get.
 pub const MAX_IDS: usize = 1000;
+/// Entries in an admin map PATCH, which is all or nothing: on DynamoDB, one
+/// TransactWriteItems (the API's limit is 100 items).
+pub const MAX_ATOMIC_IDS: usize = 100;
+/// Stored bytes (after compression) one all-or-nothing write may carry
+/// (TransactWriteItems takes 4 MB in all).
+pub const MAX_ATOMIC_BYTES: usize = 4_000_000;
 /// Bytes one JSON Patch may copy in all (its `copy` operations' sources,
 /// measured before each copy is made). A `copy` from the root doubles the
 /// document, so without a bound k copies cost 2^k bytes; with it, a patch

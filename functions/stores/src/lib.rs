@@ -10,7 +10,9 @@ use axum::response::Response;
 use axum::routing::{get, patch, post};
 use medkit::app::SharedApp;
 use medkit::auth::{Caller, Role};
-use medkit::documents::{self, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patch};
+use medkit::documents::{
+    self, MAX_ATOMIC_IDS, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patch,
+};
 use medkit::error::ApiError;
 use medkit::http::{JsonBody, QueryMap, finish, ok, ok_text};
 use medkit::ids::{ChannelId, ClientId, JsonKey, ViewerId};
@@ -169,8 +171,9 @@ async fn emit<S>(app: &SharedApp<S>, event: Option<Event>) {
     }
 }
 
-/// Admin map PATCH (`{"<id>": patch, …}`): every patch is checked against the
-/// current documents before anything is written, so bad input changes nothing.
+/// Admin map PATCH (`{"<id>": patch, …}`): all or nothing. Every patch is
+/// applied to the current documents in one atomic write, so bad input, or a
+/// patch that a concurrent writer made fail, changes nothing.
 async fn patch_many<S: DocumentStore>(
     app: &SharedApp<S>,
     body: Value,
@@ -182,35 +185,31 @@ async fn patch_many<S: DocumentStore>(
             "body must be an object of id → patch",
         ));
     };
-    if entries.len() > MAX_IDS {
-        return Err(ApiError::bad_request("Too many ids specified"));
+    if entries.len() > MAX_ATOMIC_IDS {
+        return Err(ApiError::bad_request(format!(
+            "Too many ids specified (at most {MAX_ATOMIC_IDS} per PATCH)"
+        )));
     }
+    let mut keys = Vec::with_capacity(entries.len());
     let mut plan = Vec::with_capacity(entries.len());
     for (id, patch) in entries {
-        plan.push((key_of(&id)?, id, Patch::parse(patch)?));
+        keys.push(key_of(&id)?);
+        plan.push((id, Patch::parse(patch)?));
     }
-    let keys: Vec<DocKey> = plan.iter().map(|(k, _, _)| k.clone()).collect();
-    let current = app.store.get_docs(&keys).await?;
-    for ((_, id, patch), cur) in plan.iter().zip(current) {
-        patch
-            .apply(cur, MAX_DOC_BYTES, doc.name())
-            .map_err(|e| match e {
+    let what = doc.name();
+    let ids: Vec<String> = plan.iter().map(|(id, _)| id.clone()).collect();
+    let news = app
+        .store
+        .update_docs(&keys, doc.ttl(app), move |i, cur| {
+            let (id, patch) = &plan[i];
+            patch.apply(cur, MAX_DOC_BYTES, what).map_err(|e| match e {
                 ApiError::BadRequest(r) => ApiError::bad_request(format!("{id}: {r}")),
                 ApiError::TooLarge(r) => ApiError::too_large(format!("{id}: {r}")),
                 other => other,
-            })?;
-    }
-    let mut out = Map::new();
-    for (key, id, patch) in plan {
-        let what = doc.name();
-        let new = app
-            .store
-            .update_doc(&key, doc.ttl(app), move |cur| {
-                patch.apply(cur, MAX_DOC_BYTES, what)
             })
-            .await?;
-        out.insert(id, new);
-    }
+        })
+        .await?;
+    let out: Map<String, Value> = ids.into_iter().zip(news).collect();
     Ok(ok(Value::Object(out)))
 }
 

@@ -77,6 +77,21 @@ pub trait DocumentStore: Send + Sync + 'static {
     where
         F: FnMut(Option<Value>) -> Result<Value, E> + Send + 'static,
         E: From<StoreError> + Send + 'static;
+
+    /// Read-modify-writes of several documents, all or nothing: `change(i,
+    /// current)` returns the new document of `keys[i]`; when any call fails,
+    /// or the documents would exceed `documents::MAX_ATOMIC_BYTES` stored
+    /// (`TooLarge`), nothing is written. Keys are distinct, at most
+    /// `documents::MAX_ATOMIC_IDS`. `change` may run again under contention.
+    fn update_docs<F, E>(
+        &self,
+        keys: &[DocKey],
+        ttl_secs: i64,
+        change: F,
+    ) -> impl Future<Output = Result<Vec<Value>, E>> + Send
+    where
+        F: FnMut(usize, Option<Value>) -> Result<Value, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static;
 }
 
 /// What a PIN resolves to when it is claimed.

@@ -112,6 +112,71 @@ async fn concurrent_updates_lose_nothing<S: Store>(s: S, writers: usize) {
     );
 }
 
+/// Several documents updated together, all or nothing: a change that fails
+/// for one key leaves every key as it was, and so does a set of documents
+/// too large for one atomic write.
+async fn multi_updates_are_all_or_nothing<S: Store>(s: S) {
+    let v = |id: &str| DocKey::extension_viewer_state(&client(), &ViewerId::parse(id).unwrap());
+    let keys: Vec<DocKey> = ["a", "b", "c"].iter().map(|id| v(id)).collect();
+    s.put_doc(&keys[0], &json!({"n": 1}), DAY).await.unwrap();
+    let news = s
+        .update_docs(&keys, DAY, |i, cur| {
+            increment(cur).map(|mut d| {
+                d["i"] = json!(i);
+                d
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        news,
+        vec![
+            json!({"n": 2, "i": 0}),
+            json!({"n": 1, "i": 1}),
+            json!({"n": 1, "i": 2})
+        ]
+    );
+    // The last change fails: the first two are not written either.
+    let err = s
+        .update_docs(&keys, DAY, |i, cur| {
+            if i == 2 {
+                Err(ApiError::bad_request("nope"))
+            } else {
+                increment(cur)
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, ApiError::bad_request("nope"));
+    let docs = s.get_docs(&keys).await.unwrap();
+    assert_eq!(docs[0], Some(json!({"n": 2, "i": 0})), "unchanged");
+    assert_eq!(docs[1], Some(json!({"n": 1, "i": 1})), "unchanged");
+    // Documents that cannot be compressed much (pseudo-random letters,
+    // ~65 KB each stored), 70 of them: more than one atomic write takes.
+    let many: Vec<DocKey> = (0..70).map(|i| v(&format!("big{i}"))).collect();
+    let noise = |i: usize| -> String {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1);
+        (0..90_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'A' + (x % 58) as u8)
+            })
+            .filter(char::is_ascii_alphanumeric)
+            .collect()
+    };
+    let err = s
+        .update_docs(&many, DAY, move |i, _| {
+            Ok::<_, ApiError>(json!({ "x": noise(i) }))
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::TooLarge(_)), "{err:?}");
+    let docs = s.get_docs(&many).await.unwrap();
+    assert!(docs.iter().all(Option::is_none), "nothing written");
+}
+
 async fn multi_get_keeps_order<S: Store>(s: S) {
     let v = |id: &str| DocKey::extension_viewer_state(&client(), &ViewerId::parse(id).unwrap());
     s.put_doc(&v("a"), &json!({"who": "a"}), DAY).await.unwrap();
@@ -278,6 +343,7 @@ contract! {
     large_documents_are_compressed_and_oversized_refused;
     update_is_read_modify_write;
     concurrent_updates_lose_nothing, 20;
+    multi_updates_are_all_or_nothing;
     multi_get_keeps_order;
     expired_documents_are_invisible;
     users_page_in_order;
@@ -310,6 +376,11 @@ async fn dynamodb_round_trips_per_operation() {
     measure!("put_doc", 1, s.put_doc(&key, &json!({"a": 1}), DAY));
     measure!("update_doc", 2, s.update_doc(&key, DAY, increment));
     measure!("get_docs(4 keys)", 1, s.get_docs(&keys));
+    measure!(
+        "update_docs(4 keys, all or nothing)",
+        2,
+        s.update_docs(&keys, DAY, |_, cur| increment(cur))
+    );
     measure!("remember_user", 1, s.remember_user(&client(), &user, DAY));
 }
 

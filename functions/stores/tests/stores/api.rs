@@ -826,3 +826,100 @@ async fn dynamodb_round_trips_per_request() {
         json!({"a": 1, "b": 2, "c": 3})
     );
 }
+
+/// An admin map PATCH is all or nothing, even when a concurrent writer makes
+/// one of its patches fail after the others were checked: whenever the map
+/// PATCH is refused, none of its documents changed.
+async fn map_patches_racing_a_writer_are_all_or_nothing(r: Router) {
+    let (mut applied, mut refused) = (0, 0);
+    for round in 0..60 {
+        let reset = format!(r#"{{"7":{{"n":{round},"v":0}},"8":{{"v":0}}}}"#);
+        let (s, _) = call(
+            &r,
+            PATCH,
+            "/v1/e/extension_viewer_state",
+            Some(&admin()),
+            Some(&reset),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        // Viewer 7's patch always applies; viewer 8's needs /v to still be 0.
+        let map = r#"{"7":{"v":1},"8":[{"op":"test","path":"/v","value":0},{"op":"replace","path":"/v","value":1}]}"#;
+        let racer = r#"{"8":[{"op":"replace","path":"/v","value":5}]}"#;
+        let auth = admin();
+        let ((s, _), _) = tokio::join!(
+            call(
+                &r,
+                PATCH,
+                "/v1/e/extension_viewer_state",
+                Some(&auth),
+                Some(map)
+            ),
+            call(
+                &r,
+                PATCH,
+                "/v1/e/extension_viewer_state",
+                Some(&auth),
+                Some(racer)
+            ),
+        );
+        let got = get(&r, "/v1/e/extension_viewer_state?user_ids=7", &admin()).await;
+        if s == StatusCode::OK {
+            applied += 1;
+            assert_eq!(got["7"]["v"], 1, "round {round}: applied, so both changed");
+        } else {
+            refused += 1;
+            assert_eq!(
+                got["7"]["v"], 0,
+                "round {round}: refused ({s}) but viewer 7 changed"
+            );
+        }
+    }
+    println!("map PATCH racing a writer: {applied} applied, {refused} refused, none partly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn map_patches_are_all_or_nothing_embedded() {
+    let (r, _) = setup();
+    map_patches_racing_a_writer_are_all_or_nothing(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn map_patches_are_all_or_nothing_dynamodb() {
+    let Some((store, _)) = testing::dynamo_store("stores map_patches_are_all_or_nothing").await
+    else {
+        return;
+    };
+    let (app, _) = testing::app(store, Env::Sandbox);
+    map_patches_racing_a_writer_are_all_or_nothing(medkit_stores::router(app)).await;
+}
+
+/// A map PATCH takes at most 100 ids (one atomic write); more is refused
+/// whole.
+#[tokio::test]
+async fn a_map_patch_over_100_ids_is_refused_whole() {
+    let (r, _) = setup();
+    let body: serde_json::Map<String, Value> = (0..101)
+        .map(|i| (format!("u{i}"), json!({"n": i})))
+        .collect();
+    let body = Value::Object(body).to_string();
+    let (s, v) = call(
+        &r,
+        PATCH,
+        "/v1/e/extension_viewer_state",
+        Some(&admin()),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(
+        reason(s, &v, StatusCode::BAD_REQUEST),
+        "Too many ids specified (at most 100 per PATCH)"
+    );
+    let got = get(
+        &r,
+        "/v1/e/extension_viewer_state?user_ids=u0,u100",
+        &admin(),
+    )
+    .await;
+    assert_eq!(got, json!({}));
+}

@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
@@ -31,7 +30,7 @@ use tokio::task::JoinSet;
 
 use super::DynamoStore;
 use super::generation::{SWEEP_BUDGET, head_pk, partition};
-use super::items::{Item, is_live, key, n, num, retry_after, s, sdk_err, text};
+use super::items::{Item, is_live, key, lost_race, n, num, retry_after, s, sdk_err, text};
 use crate::aggregate::AggKey;
 use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, BucketedSums, SPECIFIC_SLOTS, Sums, replace_ballot};
@@ -152,23 +151,6 @@ fn parse_ballot(item: &Item) -> Result<Ballot, StoreError> {
         cast_at: num(item, "t").ok_or_else(bad)?,
         bucket: num(item, "b").ok_or_else(bad)?,
     })
-}
-
-/// Whether a transaction failed only because another writer got there first
-/// (a version condition or a concurrent transaction): worth a fresh attempt.
-fn lost_race<R>(e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>) -> bool {
-    match e.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-            c.cancellation_reasons().iter().any(|r| {
-                matches!(
-                    r.code(),
-                    Some("ConditionalCheckFailed") | Some("TransactionConflict")
-                )
-            })
-        }
-        Some(TransactWriteItemsError::TransactionInProgressException(_)) => true,
-        _ => false,
-    }
 }
 
 /// The condition that the item still has the version that was read.

@@ -6,12 +6,15 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde_json::Value;
 
 use super::DynamoStore;
-use super::items::{Item, condition_failed, is_live, key, n, num, retry_after, s, sdk_err, text};
+use super::items::{
+    Item, condition_failed, is_live, key, lost_race, n, num, retry_after, s, sdk_err, text,
+};
 use crate::clock::now_secs;
+use crate::documents::MAX_ATOMIC_BYTES;
 use crate::error::StoreError;
 use crate::store::codec::{self, Encoded};
 use crate::store::layout::SINGLE;
@@ -205,6 +208,129 @@ impl DocumentStore for DynamoStore {
         }
         Err(StoreError::Contention.into())
     }
+
+    /// One BatchGetItem and one TransactWriteItems (each item conditioned on
+    /// the version read) without contention; all again when another writer
+    /// won. The transaction's items carry one write token, so a lost answer
+    /// is recognised by reading one of them back.
+    async fn update_docs<F, E>(
+        &self,
+        keys: &[DocKey],
+        ttl_secs: i64,
+        mut change: F,
+    ) -> Result<Vec<Value>, E>
+    where
+        F: FnMut(usize, Option<Value>) -> Result<Value, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let table = self.tables.stores.as_str();
+        let Some(first) = keys.first().map(DocKey::partition_key) else {
+            return Ok(Vec::new());
+        };
+        let wanted: Vec<Item> = keys
+            .iter()
+            .map(|k| key(k.partition_key(), SINGLE))
+            .collect();
+        let mut unsure: Option<(String, Vec<Value>)> = None;
+        for attempt in 0..UPDATE_ATTEMPTS {
+            let items = self
+                .batch_get_filtered(table, wanted.clone(), false)
+                .await?;
+            let by_pk: HashMap<&str, &Item> = items
+                .iter()
+                .filter_map(|i| Some((text(i, "pk")?, i)))
+                .collect();
+            if let Some((token, news)) = &unsure
+                && by_pk.get(first).and_then(|i| text(i, "wt")) == Some(token.as_str())
+            {
+                return Ok(news.clone());
+            }
+            let now = now_secs();
+            let token = crate::random::token_id(12);
+            let (mut txn, mut news, mut bytes) = (Vec::new(), Vec::new(), 0);
+            for (i, k) in keys.iter().enumerate() {
+                let item = by_pk.get(k.partition_key()).copied();
+                let current = match item {
+                    Some(item) if is_live(item, now) => item_doc(item)?,
+                    _ => None,
+                };
+                let new = change(i, current)?;
+                let enc = codec::encode(&new)?;
+                bytes += enc.len();
+                let version = item.and_then(|i| num(i, "ver"));
+                txn.push(doc_txn_update(
+                    table,
+                    k,
+                    enc,
+                    now + ttl_secs,
+                    &token,
+                    version,
+                )?);
+                news.push(new);
+            }
+            if bytes > MAX_ATOMIC_BYTES {
+                return Err(StoreError::TooLarge(bytes).into());
+            }
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(txn))
+                .client_request_token(&token)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(news),
+                Err(e) if lost_race(&e) => {
+                    if !retry_after(attempt).await {
+                        break;
+                    }
+                }
+                Err(e) if outcome_unknown(&e) => {
+                    // The transaction may have landed: the next read tells.
+                    unsure = Some((token, news));
+                    if !retry_after(attempt).await {
+                        break;
+                    }
+                }
+                Err(e) => return Err(sdk_err(e).into()),
+            }
+        }
+        if let Some((token, news)) = unsure
+            && let Some(item) = self.get_raw(table, first, SINGLE).await?
+            && text(&item, "wt") == Some(token.as_str())
+        {
+            return Ok(news);
+        }
+        Err(StoreError::Contention.into())
+    }
+}
+
+/// One document's write in a transaction, conditioned on the version read.
+fn doc_txn_update(
+    table: &str,
+    k: &DocKey,
+    enc: Encoded,
+    expires_at: i64,
+    token: &str,
+    version: Option<i64>,
+) -> Result<TransactWriteItem, StoreError> {
+    let (expr, mut values) = doc_update(enc, expires_at, token);
+    let condition = match version {
+        Some(v) => {
+            values.insert(":ver".into(), n(v));
+            "ver = :ver"
+        }
+        None => "attribute_not_exists(pk)",
+    };
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(key(k.partition_key(), SINGLE)))
+        .update_expression(expr)
+        .condition_expression(condition)
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map(|u| TransactWriteItem::builder().update(u).build())
+        .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 /// Whether a failed call may still have been applied (it timed out, or its

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
 
 use super::DynamoStore;
@@ -111,6 +112,25 @@ where
         Ok(_) => Ok(()),
         Err(e) if condition_failed(&e) => Ok(()),
         Err(e) => Err(sdk_err(e)),
+    }
+}
+
+/// Whether a transaction failed only because another writer got there first
+/// (a version condition or a concurrent transaction): worth a fresh attempt.
+pub(super) fn lost_race<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            c.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed") | Some("TransactionConflict")
+                )
+            })
+        }
+        Some(TransactWriteItemsError::TransactionInProgressException(_)) => true,
+        _ => false,
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::EmbeddedStore;
 use super::records::{Body, Record, get_record, key, put_record};
 use crate::clock::now_secs;
+use crate::documents::MAX_ATOMIC_BYTES;
 use crate::error::StoreError;
 use crate::store::codec;
 use crate::store::layout::SINGLE;
@@ -83,6 +84,52 @@ impl DocumentStore for EmbeddedStore {
             };
             put_record(t, &k, &rec)?;
             Ok::<_, E>(new)
+        })
+        .await
+    }
+
+    /// One write transaction: every change is computed before anything is
+    /// written.
+    async fn update_docs<F, E>(
+        &self,
+        keys: &[DocKey],
+        ttl_secs: i64,
+        mut change: F,
+    ) -> Result<Vec<Value>, E>
+    where
+        F: FnMut(usize, Option<Value>) -> Result<Value, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let ks: Vec<String> = keys
+            .iter()
+            .map(|k| key(k.partition_key(), SINGLE))
+            .collect();
+        self.write(move |t| {
+            let now = now_secs();
+            let mut records = Vec::with_capacity(ks.len());
+            let mut news = Vec::with_capacity(ks.len());
+            for (i, k) in ks.iter().enumerate() {
+                let current = match get_record(t, k, now)? {
+                    Some(rec) => rec.doc()?,
+                    None => None,
+                };
+                let new = change(i, current)?;
+                let body = codec::encode(&new)?;
+                records.push((k, body));
+                news.push(new);
+            }
+            let bytes: usize = records.iter().map(|(_, b)| b.len()).sum();
+            if bytes > MAX_ATOMIC_BYTES {
+                return Err(StoreError::TooLarge(bytes).into());
+            }
+            for (k, body) in records {
+                let rec = Record {
+                    expires_at: now + ttl_secs,
+                    body: Body::Doc(body),
+                };
+                put_record(t, k, &rec)?;
+            }
+            Ok::<_, E>(news)
         })
         .await
     }
