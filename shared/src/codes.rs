@@ -63,6 +63,24 @@ fn slot(v: &Value, what: &str) -> Result<usize, ApiError> {
         .ok_or_else(|| bad(format!("{what} must be a slot number 0..{}", MAX_SLOTS - 1)))
 }
 
+/// Where a set's [`fingerprint`] starts (FNV-1a's offset basis).
+pub const FINGERPRINT_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A fingerprint of a set's codes in order, extended code by code, so an
+/// append continues the one stored: a `PUT` whose codes fingerprint as the
+/// set's do is a rename (64-bit FNV-1a over each code and a separator; an
+/// accidental match of two different uploads is ~2^-64).
+pub fn fingerprint(from: u64, codes: &[String]) -> u64 {
+    let mut h = from;
+    for code in codes {
+        for b in code.bytes().chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// A single code: non-empty, < 64 characters, one line.
 pub fn check_code(code: &str) -> Result<(), ApiError> {
     if code.is_empty() {
@@ -411,6 +429,26 @@ mod tests {
         }
         assert!(check_code(&"x".repeat(63)).is_ok());
         assert!(check_code(&"é".repeat(63)).is_ok(), "characters, not bytes");
+    }
+
+    #[test]
+    fn fingerprints_extend_across_appends() {
+        let all: Vec<String> = ["A1", "A2", "A3"].map(String::from).to_vec();
+        let whole = fingerprint(FINGERPRINT_START, &all);
+        let parts = fingerprint(fingerprint(FINGERPRINT_START, &all[..1]), &all[1..]);
+        assert_eq!(whole, parts);
+        let other: Vec<String> = ["A1A2", "A3"].map(String::from).to_vec();
+        assert_ne!(
+            fingerprint(FINGERPRINT_START, &other),
+            whole,
+            "codes are separated"
+        );
+        let reordered: Vec<String> = ["A2", "A1", "A3"].map(String::from).to_vec();
+        assert_ne!(
+            fingerprint(FINGERPRINT_START, &reordered),
+            whole,
+            "order counts"
+        );
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub mod code_keys {
     pub fn standing_sk(slot: usize, generation: &str) -> String {
         format!("{slot}|{generation}")
     }
+    /// Code values the extension handed out, whatever set they came from;
+    /// sort key = the code. Spread over 16 partitions by the code's hash.
+    pub fn given(c: &ClientId, code: &str) -> String {
+        format!("{c}|given|{}", crate::hash::stable_hash(code) % 16)
+    }
 }
 
 /// Partition kinds of the aggregate family, shared by both adapters.

@@ -273,6 +273,52 @@ async fn expired_sets_are_invisible<S: Store>(s: S) {
     );
 }
 
+/// Issue #15, item 1: a rename re-issued codes already handed out. A PUT of
+/// the same codes under a new name keeps the set's distribution and caps;
+/// and no code value is handed out twice while it is retained, even when a
+/// later upload contains it again.
+async fn a_rename_never_reissues_a_code<S: Store>(s: S) {
+    let three: Vec<String> = ["A1", "A2", "A3"].map(String::from).to_vec();
+    let first = upload(&s, 0, "Hat", three.clone()).await;
+    let (u501, u502) = (UserId::parse("501").unwrap(), UserId::parse("502").unwrap());
+    make_eligible(&s, &[u501.clone(), u502.clone()], 0, 1).await;
+    assert_eq!(s.redeem(&client(), &u501, 0).await.unwrap().0, "A1");
+    // Same codes, new name: a rename.
+    let renamed = upload(&s, 0, "Fancy Hat", three.clone()).await;
+    assert_eq!(renamed.generation, first.generation, "the set is the same");
+    let listed = set_in(&s, 0).await;
+    assert_eq!((listed.name.as_str(), listed.distributed), ("Fancy Hat", 1));
+    make_eligible(&s, &[u501.clone(), u502.clone()], 0, 1).await;
+    assert_eq!(s.redeem(&client(), &u502, 0).await.unwrap().0, "A2");
+    let again = s.redeem(&client(), &u501, 0).await;
+    assert!(
+        matches!(again, Err(RedeemError::NotEligible(0))),
+        "the cap of 1 survives the rename: {again:?}"
+    );
+    // Different codes that include ones already given: a new set, whose
+    // redeems skip the values handed out before.
+    upload(
+        &s,
+        0,
+        "Hat 2",
+        ["A2", "B1", "A1", "B2"].map(String::from).to_vec(),
+    )
+    .await;
+    let u503 = UserId::parse("503").unwrap();
+    make_eligible(&s, &[u501.clone(), u503.clone()], 0, 2).await;
+    let mut given = vec![
+        s.redeem(&client(), &u501, 0).await.unwrap().0,
+        s.redeem(&client(), &u503, 0).await.unwrap().0,
+    ];
+    given.sort();
+    assert_eq!(given, vec!["B1", "B2"]);
+    let left = s.redeem(&client(), &u503, 0).await;
+    assert!(
+        matches!(left, Err(RedeemError::Exhausted(0))),
+        "A1 and A2 were given already: {left:?}"
+    );
+}
+
 macro_rules! contract {
     ($($name:ident);* $(;)?) => {
         mod embedded {
@@ -318,6 +364,7 @@ contract! {
     caps_never_shrink;
     sets_stop_below_a_million_codes;
     expired_sets_are_invisible;
+    a_rename_never_reissues_a_code;
 }
 
 /// DynamoDB requests of one upload part of 200,000 codes (what `medkit codes

@@ -62,6 +62,9 @@ pub const APPEND_LOCK_SECS: i64 = 120;
 const GENERATION_TTL: Duration = Duration::from_secs(5);
 /// Attempts of one redeem (lost races on the cap, pool pops) before 409.
 const ATTEMPTS: usize = 12;
+/// Codes one redeem skips, because an earlier set handed them out, before
+/// 409 (the next redeem goes on from there).
+const MAX_SKIPS: usize = 100;
 
 /// Per-process caches: a slot's generation (short-lived) and chunks
 /// (immutable per generation, except the last one growing on append).
@@ -104,6 +107,11 @@ fn handed_out(meta: &Item) -> usize {
     issued.saturating_sub(numbers(meta, "ret").len())
 }
 
+/// A fingerprint as the metadata stores it (`fp`, 16 hex digits).
+fn fingerprint_text(f: u64) -> String {
+    format!("{f:016x}")
+}
+
 fn numbers(item: &Item, name: &str) -> Vec<usize> {
     match item.get(name) {
         Some(AttributeValue::L(l)) => l
@@ -136,6 +144,76 @@ enum Taken {
 }
 
 impl DynamoStore {
+    /// Marks an index as spent without a user (its code was handed out by
+    /// an earlier set), so recovering lost indices never returns it.
+    async fn burn_index(
+        &self,
+        client: &ClientId,
+        slot: usize,
+        generation: &str,
+        index: usize,
+    ) -> Result<(), StoreError> {
+        let mut claim = key(
+            &claims_pk(client, slot, generation, index),
+            &index_sk(index),
+        );
+        claim.insert("u".into(), s(""));
+        claim.insert("expires_at".into(), n(now_secs() + codes::SET_TTL_SECS));
+        let out = self
+            .client
+            .put_item()
+            .table_name(self.codes_table())
+            .set_item(Some(claim))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        unless_condition_failed(out)
+    }
+
+    /// A PUT of the codes the live set has (same fingerprint and total) is
+    /// a rename: one UpdateItem of the name, conditioned on the generation
+    /// and fingerprint read, so distribution and caps stay. None when it is
+    /// not one (or the set changed meanwhile): the PUT replaces the set.
+    async fn rename(
+        &self,
+        client: &ClientId,
+        set: &SetUpload,
+        old: Option<&Item>,
+        fingerprint: &str,
+    ) -> Result<Option<SetInfo>, StoreError> {
+        let Some(old) = old.filter(|m| is_live(m, now_secs())) else {
+            return Ok(None);
+        };
+        let same =
+            text(old, "fp") == Some(fingerprint) && num(old, "tot") == Some(set.codes.len() as i64);
+        let Some(generation) = text(old, "g").filter(|_| same) else {
+            return Ok(None);
+        };
+        let renamed = self
+            .client
+            .update_item()
+            .table_name(self.codes_table())
+            .set_key(Some(key(
+                &code_keys::sets(client),
+                &code_keys::slot_sk(set.slot),
+            )))
+            .update_expression("SET nm = :nm")
+            .condition_expression("g = :gen AND fp = :fp")
+            .expression_attribute_values(":nm", s(set.name.as_str()))
+            .expression_attribute_values(":gen", s(generation))
+            .expression_attribute_values(":fp", s(fingerprint))
+            .send()
+            .await;
+        match renamed {
+            Ok(_) => Ok(set_info(set.slot, old, handed_out(old)).map(|mut i| {
+                i.name = set.name.clone();
+                i
+            })),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
     fn codes_table(&self) -> &str {
         &self.tables.codes
     }
@@ -504,6 +582,11 @@ impl CodeStore for DynamoStore {
     ) -> Result<SetInfo, StoreError> {
         let generation = crate::random::token_id(10);
         let old = self.set_meta(client, set.slot).await?;
+        let fingerprint =
+            fingerprint_text(codes::fingerprint(codes::FINGERPRINT_START, &set.codes));
+        if let Some(info) = self.rename(client, set, old.as_ref(), &fingerprint).await? {
+            return Ok(info);
+        }
         // Chunks first: the metadata never points at codes not yet written.
         self.write_chunks(
             &code_keys::chunks(client, set.slot, &generation),
@@ -517,6 +600,7 @@ impl CodeStore for DynamoStore {
         item.insert("g".into(), s(generation.as_str()));
         item.insert("tot".into(), n(set.codes.len() as i64));
         item.insert("cur".into(), n(0));
+        item.insert("fp".into(), s(fingerprint.as_str()));
         item.insert("expires_at".into(), n(expires_at));
         self.client
             .put_item()
@@ -610,13 +694,30 @@ impl CodeStore for DynamoStore {
             .set_key(Some(meta_key))
             .condition_expression("alock = :lock")
             .expression_attribute_values(":lock", s(lock.as_str()));
+        // The fingerprint continues over the appended codes (a set stored
+        // before fingerprints keeps none).
+        let fingerprint = text(&meta, "fp")
+            .and_then(|f| u64::from_str_radix(f, 16).ok())
+            .map(|f| fingerprint_text(codes::fingerprint(f, new)));
+        let set_fp = if fingerprint.is_some() {
+            ", fp = :fp"
+        } else {
+            ""
+        };
+        if let Some(fp) = &fingerprint
+            && written.is_ok()
+        {
+            release = release.expression_attribute_values(":fp", s(fp.as_str()));
+        }
         release = match (written.is_ok(), part) {
             (true, Some(p)) => release
-                .update_expression("SET tot = :total ADD parts :part REMOVE alock, alx")
+                .update_expression(format!(
+                    "SET tot = :total{set_fp} ADD parts :part REMOVE alock, alx"
+                ))
                 .expression_attribute_values(":total", n((total + new.len()) as i64))
                 .expression_attribute_values(":part", AttributeValue::Ss(vec![p.to_string()])),
             (true, None) => release
-                .update_expression("SET tot = :total REMOVE alock, alx")
+                .update_expression(format!("SET tot = :total{set_fp} REMOVE alock, alx"))
                 .expression_attribute_values(":total", n((total + new.len()) as i64)),
             (false, _) => release.update_expression("REMOVE alock, alx"),
         };
@@ -754,7 +855,12 @@ impl CodeStore for DynamoStore {
         slot: usize,
     ) -> Result<(String, Vec<String>), RedeemError> {
         let table = self.codes_table().to_string();
-        for attempt in 0..ATTEMPTS {
+        // Attempts spent on races; codes skipped because an earlier set
+        // handed them out spend none (but are bounded too).
+        let (mut tries, mut skipped) = (0, 0);
+        while tries < ATTEMPTS {
+            let attempt = tries;
+            tries += 1;
             let (generation, cached) = self
                 .generation(client, slot)
                 .await?
@@ -816,6 +922,16 @@ impl CodeStore for DynamoStore {
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(internal)?;
+            // The value, whatever set it is in: never handed out twice.
+            let mut given = key(&code_keys::given(client, &code), &code);
+            given.insert("u".into(), s(user.as_str()));
+            given.insert("expires_at".into(), n(now_secs() + codes::SET_TTL_SECS));
+            let given = Put::builder()
+                .table_name(table.as_str())
+                .set_item(Some(given))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(internal)?;
             let record = Update::builder()
                 .table_name(table.as_str())
                 .set_key(Some(standing_key))
@@ -836,6 +952,10 @@ impl CodeStore for DynamoStore {
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put).build())
                 .transact_items(TransactWriteItem::builder().update(record).build())
+                .transact_items(TransactWriteItem::builder().put(given).build())
+                // A retry by the SDK of a transaction that landed succeeds
+                // instead of failing on its own claim.
+                .client_request_token(crate::random::token_id(16))
                 .send()
                 .await;
             match sent {
@@ -851,8 +971,22 @@ impl CodeStore for DynamoStore {
                         }
                         _ => return Err(sdk_err(e).into()),
                     };
-                    let claim_taken = reasons.first().and_then(|r| r.as_deref())
-                        == Some("ConditionalCheckFailed");
+                    let failed = |i: usize| {
+                        reasons.get(i).and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed")
+                    };
+                    let claim_taken = failed(0);
+                    if !claim_taken && failed(2) {
+                        // An earlier set gave this code: the index is spent
+                        // for good (a claim of nobody's), and the next one
+                        // is tried at no attempt's cost.
+                        self.burn_index(client, slot, &generation, index).await?;
+                        skipped += 1;
+                        if skipped > MAX_SKIPS {
+                            return Err(StoreError::Contention.into());
+                        }
+                        tries -= 1;
+                        continue;
+                    }
                     if !claim_taken {
                         // Not recorded (the cap filled up meanwhile, or a
                         // conflict): the index goes back to the pool.

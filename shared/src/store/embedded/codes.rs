@@ -28,6 +28,10 @@ struct SetMeta {
     /// The part ids of the appends this generation took.
     #[serde(default)]
     parts: Vec<String>,
+    /// `codes::fingerprint` of the codes, in order (None: a set stored
+    /// before fingerprints, which a PUT always replaces).
+    #[serde(default)]
+    fingerprint: Option<u64>,
 }
 
 impl SetMeta {
@@ -121,6 +125,7 @@ impl CodeStore for EmbeddedStore {
         let meta_k = key(&code_keys::sets(client), &code_keys::slot_sk(set.slot));
         let generation = crate::random::token_id(10);
         let chunks_pk = code_keys::chunks(client, set.slot, &generation);
+        let fingerprint = codes::fingerprint(codes::FINGERPRINT_START, &set.codes);
         let meta = SetMeta {
             name: set.name.clone(),
             generation,
@@ -128,11 +133,22 @@ impl CodeStore for EmbeddedStore {
             cursor: 0,
             distributed: 0,
             parts: Vec::new(),
+            fingerprint: Some(fingerprint),
         };
         let codes = set.codes.clone();
         let slot = set.slot;
         let client = client.clone();
         self.write(move |t| {
+            // The same codes again: a rename; distribution and caps stay.
+            if let Some(mut live) = get_json::<SetMeta>(t, &meta_k, now_secs())?
+                && live.fingerprint == Some(fingerprint)
+                && live.total == codes.len()
+            {
+                live.name = meta.name;
+                let expires_at = set_expiry(t, &meta_k)?;
+                put_json(t, &meta_k, &live, expires_at)?;
+                return Ok(live.info(slot));
+            }
             // The previous generation's chunks go with it.
             if let Some(old) = get_json::<SetMeta>(t, &meta_k, i64::MIN)? {
                 remove_partition(t, &code_keys::chunks(&client, slot, &old.generation))?;
@@ -170,6 +186,7 @@ impl CodeStore for EmbeddedStore {
             let pk = code_keys::chunks(&client, slot, &meta.generation);
             put_chunks(t, &pk, meta.total, &codes, expires_at)?;
             meta.total += codes.len();
+            meta.fingerprint = meta.fingerprint.map(|f| codes::fingerprint(f, &codes));
             put_json(t, &meta_k, &meta, expires_at)?;
             Ok(Some(meta.info(slot)))
         })
@@ -287,12 +304,22 @@ impl CodeStore for EmbeddedStore {
             if st.claimable() == 0 {
                 return Err(RedeemError::NotEligible(slot));
             }
-            if meta.cursor >= meta.total {
-                return Err(RedeemError::Exhausted(slot));
-            }
-            let index = meta.cursor;
+            // The next code never handed out by this extension: a code an
+            // earlier set gave is skipped for good.
             let chunks = code_keys::chunks(&client, slot, &meta.generation);
-            let code = code_at(t, &chunks, index)?;
+            let expires_at = set_expiry(t, &meta_k)?;
+            let code = loop {
+                if meta.cursor >= meta.total {
+                    put_json(t, &meta_k, &meta, expires_at)?;
+                    return Err(RedeemError::Exhausted(slot));
+                }
+                let code = code_at(t, &chunks, meta.cursor)?;
+                let given_k = key(&code_keys::given(&client, &code), &code);
+                if get_record(t, &given_k, now)?.is_none() {
+                    break code;
+                }
+                meta.cursor += 1;
+            };
             // A crash here aborts the whole transaction: the index is not
             // taken, nothing is recorded, nothing is lost.
             if faults.take_redeem_crash() {
@@ -303,9 +330,14 @@ impl CodeStore for EmbeddedStore {
             meta.cursor += 1;
             meta.distributed += 1;
             st.held.push(code.clone());
-            let expires_at = set_expiry(t, &meta_k)?;
             put_json(t, &meta_k, &meta, expires_at)?;
             put_json(t, &standing_k, &st, expires_at)?;
+            // Remembered for the codes' retention, counted from now.
+            let given = Record {
+                expires_at: now + codes::SET_TTL_SECS,
+                body: Body::Text(user.to_string()),
+            };
+            put_record(t, &key(&code_keys::given(&client, &code), &code), &given)?;
             Ok((code, st.held))
         })
         .await
