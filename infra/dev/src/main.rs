@@ -24,7 +24,7 @@ use medkit::ids::ClientId;
 use medkit::registry::Registry;
 use medkit::store::Store;
 use medkit::store::dynamo::{DynamoStore, Tables};
-use medkit::store::embedded::EmbeddedStore;
+use medkit::store::embedded::{EmbeddedStore, sweep};
 use medkit_broadcast::mapping::{Counters, CrashAfter, Destination, KillSwitch, Mapping, Runner};
 
 mod codes_cli;
@@ -73,6 +73,9 @@ struct ServeArgs {
     /// Where the embedded store keeps its file.
     #[arg(long, env = "MEDKIT_DATA_DIR", default_value = ".medkit")]
     data_dir: PathBuf,
+    /// The embedded store's page cache, in MiB.
+    #[arg(long, env = "MEDKIT_CACHE_MB", default_value_t = 64)]
+    cache_mb: usize,
     /// sandbox (authtoken mints tokens) or production.
     #[arg(long = "env", env = "MEDKIT_ENV", default_value = "sandbox")]
     environment: Env,
@@ -284,10 +287,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
         }
         None if args.memory => {
+            let store = EmbeddedStore::in_memory();
+            store.start_sweeper(sweep::PASS_INTERVAL);
             run(
                 &args,
                 registry,
-                EmbeddedStore::in_memory(),
+                store,
                 listener,
                 local,
                 demo,
@@ -298,8 +303,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => {
             let path = args.data_dir.join("medkit.redb");
-            let store =
-                EmbeddedStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let store = EmbeddedStore::open_with_cache(&path, args.cache_mb << 20)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            store.start_sweeper(sweep::PASS_INTERVAL);
             let label = format!("embedded file {}", path.display());
             run(
                 &args, registry, store, listener, local, demo, &label, NO_MAPPING,

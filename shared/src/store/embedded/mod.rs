@@ -1,10 +1,11 @@
 //! Embedded adapter on redb: a file by default (data survives restarts), or in
 //! memory for tests and `--memory`. One file per port, mirroring the DynamoDB
 //! adapter: [`documents`], [`auth`], [`aggregate`], [`codes`],
-//! [`connections`] and [`limits`] (in memory: sockets die with the process); [`records`]
-//! holds the record format and helpers they share, [`writer`] the group
-//! commit. redb runs one write transaction at a time, which makes every
-//! read-modify-write here atomic.
+//! [`connections`] and [`limits`] (in memory: sockets die with the process);
+//! [`records`] holds the record format and helpers they share, [`writer`]
+//! the group commit, [`sweep`] the removal of expired records. redb runs one
+//! write transaction at a time, which makes every read-modify-write here
+//! atomic.
 
 mod aggregate;
 mod auth;
@@ -13,6 +14,7 @@ mod connections;
 mod documents;
 mod limits;
 mod records;
+pub mod sweep;
 mod writer;
 
 use std::path::Path;
@@ -26,6 +28,9 @@ use writer::{Batch, WriteJob, Writer};
 use crate::error::StoreError;
 use crate::store::Faults;
 
+/// The page cache of a database file unless configured (`--cache-mb`).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -38,12 +43,22 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) a database file.
+    /// Opens (or creates) a database file, with a page cache of
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) a database file with a page cache of `cache_bytes`
+    /// (redb's own default is 1 GiB, which a long-running server fills).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(internal)?;
         }
-        let db = Database::create(path).map_err(internal)?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(internal)?;
         Self::init(db)
     }
 
