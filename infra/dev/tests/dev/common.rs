@@ -99,3 +99,18 @@ pub async fn send(
     assert_eq!(res.headers()["content-type"], "application/json");
     (status, res.json().await.unwrap())
 }
+
+/// The DynamoDB Local the test suite runs (infra/scripts/test.sh), or None
+/// (a test that needs it then says it did not run; CI requires it).
+pub fn dynamodb() -> Option<String> {
+    let e = std::env::var("MEDKIT_TEST_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    if e.is_none() {
+        if std::env::var("MEDKIT_REQUIRE_DYNAMODB").is_ok_and(|v| v == "1") {
+            panic!("DynamoDB Local is required but not configured");
+        }
+        eprintln!("DYNAMODB TEST NOT RUN: this test needs DynamoDB Local");
+    }
+    e
+}

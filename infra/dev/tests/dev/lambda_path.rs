@@ -14,22 +14,8 @@ use medkit::realtime::envelope::decode_message;
 use reqwest::Method as M;
 use serde_json::{Value, json};
 
-use crate::common::send;
+use crate::common::{dynamodb, send};
 use crate::realtime::{Ctx, Ws, next_frame};
-
-/// The DynamoDB Local the test suite runs (infra/scripts/test.sh), or None.
-fn dynamodb() -> Option<String> {
-    let e = std::env::var("MEDKIT_TEST_DYNAMODB_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty());
-    if e.is_none() {
-        if std::env::var("MEDKIT_REQUIRE_DYNAMODB").is_ok_and(|v| v == "1") {
-            panic!("DynamoDB Local is required but not configured");
-        }
-        eprintln!("DYNAMODB TEST NOT RUN: the stream topology needs DynamoDB Local");
-    }
-    e
-}
 
 /// A server on the stream topology, on tables of its own.
 fn stream_server(endpoint: &str, extra: &[&str]) -> Ctx {

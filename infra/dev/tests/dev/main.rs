@@ -2,6 +2,7 @@
 //! it, driven over HTTP and WebSockets. One test binary for the crate.
 
 mod common;
+mod faults;
 mod lambda_path;
 mod realtime;
 mod security;
