@@ -6,7 +6,8 @@
 //!    `StoreError`), [`random`], [`hash`], [`logging`]. No HTTP, no SDK.
 //! 2. **Domain:** [`registry`], [`hs256`] and [`auth`] (extensions and their
 //!    keys, the token signature, tokens and the `Caller`), [`expiry`], [`documents`], [`aggregate`], [`codes`],
-//!    [`realtime`] (connections, envelopes, jobs, events, the rate window).
+//!    [`realtime`] (connections, envelopes, jobs, events, the rate window),
+//!    [`gamelink`] (the game protocol's frames and verbs).
 //!    Pure rules and types.
 //! 3. **Ports:** [`store`] (one trait per data family) and [`delivery`]
 //!    (`Poster`, `Notifier`): traits only.
@@ -34,6 +35,7 @@ pub mod auth;
 pub mod codes;
 pub mod documents;
 pub mod expiry;
+pub mod gamelink;
 pub mod hs256;
 pub mod limits;
 pub mod realtime;

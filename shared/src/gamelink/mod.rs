@@ -1,0 +1,14 @@
+//! GameLink: the WebSocket protocol through which a game (Muxy's C++,
+//! C#/Unity and Unreal SDKs) logs in with a PIN and then reads and writes its
+//! channel's state, runs polls and receives updates. The wire format is the
+//! one the library games ship defines (`muxy/gamelink-cpp`, `schema/*.h`):
+//! medkit follows it exactly, field names included.
+//!
+//! The model is pure here: [`envelope`] (frames in and out, error replies),
+//! [`authentication`] (PIN and refresh-token logins), [`state`] (the state
+//! verbs' targets). The WebSocket handlers (edge) parse a frame, dispatch on
+//! its action and target, and answer every request exactly once.
+
+pub mod authentication;
+pub mod envelope;
+pub mod state;
