@@ -154,13 +154,7 @@ impl DocumentStore for DynamoStore {
             let new = change(current)?;
             let token = crate::random::token_id(12);
             let (expr, mut values) = doc_update(codec::encode(&new)?, now + ttl_secs, &token);
-            let condition = match version {
-                Some(v) => {
-                    values.insert(":ver".into(), n(v));
-                    "ver = :ver"
-                }
-                None => "attribute_not_exists(pk)",
-            };
+            let condition = version_condition(version, &mut values);
             let written = self
                 .client
                 .update_item()
@@ -305,6 +299,21 @@ impl DocumentStore for DynamoStore {
     }
 }
 
+/// The condition that the document still has the version read (or, read
+/// absent, still does not exist); adds its value.
+fn version_condition(
+    version: Option<i64>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> &'static str {
+    match version {
+        Some(v) => {
+            values.insert(":ver".into(), n(v));
+            "ver = :ver"
+        }
+        None => "attribute_not_exists(pk)",
+    }
+}
+
 /// One document's write in a transaction, conditioned on the version read.
 fn doc_txn_update(
     table: &str,
@@ -315,13 +324,7 @@ fn doc_txn_update(
     version: Option<i64>,
 ) -> Result<TransactWriteItem, StoreError> {
     let (expr, mut values) = doc_update(enc, expires_at, token);
-    let condition = match version {
-        Some(v) => {
-            values.insert(":ver".into(), n(v));
-            "ver = :ver"
-        }
-        None => "attribute_not_exists(pk)",
-    };
+    let condition = version_condition(version, &mut values);
     Update::builder()
         .table_name(table)
         .set_key(Some(key(k.partition_key(), SINGLE)))
