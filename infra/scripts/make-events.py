@@ -147,6 +147,7 @@ def main():
         "04-pin-post": event("POST", "/v1/e/pin", body={"identifier": CLIENT}),
         "05-pin-token-exists-get": event("GET", "/v1/e/pin_token_exists", auth=broadcaster),
         "06-pin-delete": event("DELETE", "/v1/e/pin", auth=broadcaster),
+        "07-gamelink-token-post": event("POST", "/v1/e/gamelink/token", auth=broadcaster),
     }
     viewer2 = token("viewer", user="3003")
     q = {"id": "q1", "name": "Who wins?", "short_name": "q1", "description": "",

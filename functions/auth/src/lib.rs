@@ -228,6 +228,31 @@ async fn create_pin<S: AuthStore>(
     Err(ApiError::Unavailable)
 }
 
+/// `POST gamelink/token` (broadcaster): a PIN for a game to log in with over
+/// GameLink (`authenticate`), for 5 minutes and once. The game's session is
+/// bound to this channel and ends with `DELETE pin`, like the other PINs'.
+async fn gamelink_token<S: AuthStore>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Broadcaster])?;
+    let channel = caller.channel()?;
+    let token_id = medkit::random::token_id(24);
+    // As for `POST pin`: a collision with a live PIN is rare; retry a few times.
+    for _ in 0..5 {
+        let pin = medkit::random::pin();
+        if app
+            .store
+            .create_game_pin(&caller.client_id, &pin, channel, &token_id, PIN_SECS)
+            .await?
+        {
+            tracing::info!("GameLink PIN issued");
+            return Ok(ok(json!({ "token": pin })));
+        }
+    }
+    Err(ApiError::Unavailable)
+}
+
 /// `POST validate_pin` (broadcaster): binds the PIN's token to the caller's
 /// channel. Every attempt first spends from two budgets of wrong PINs, the
 /// channel's and the extension's (a right PIN gives them back), so guessing
@@ -321,6 +346,7 @@ pub fn routes<S: AuthStore + LimitStore + ConnectionStore>() -> Router<SharedApp
         .route("/v1/e/pin", post(create_pin::<S>).delete(revoke_pins::<S>))
         .route("/v1/e/validate_pin", post(validate_pin::<S>))
         .route("/v1/e/pin_token_exists", get(pin_token_exists::<S>))
+        .route("/v1/e/gamelink/token", post(gamelink_token::<S>))
 }
 
 /// The complete router this function serves.

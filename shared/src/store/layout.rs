@@ -150,6 +150,10 @@ pub mod auth_keys {
     pub fn pin(c: &ClientId, pin: &str) -> String {
         format!("{c}|pin|{pin}")
     }
+    /// A GameLink PIN (a broadcaster's, for a game to enter).
+    pub fn game_pin(c: &ClientId, pin: &str) -> String {
+        format!("{c}|gamepin|{pin}")
+    }
     pub fn pin_token(c: &ClientId, token_id: &str) -> String {
         format!("{c}|pintoken|{token_id}")
     }

@@ -100,6 +100,14 @@ pub struct ClaimedPin {
     pub token_id: String,
 }
 
+/// What a GameLink PIN resolves to when a game claims it: the PIN-issued
+/// token it binds (the game's refresh token) and the broadcaster's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedGamePin {
+    pub token_id: String,
+    pub channel: ChannelId,
+}
+
 /// Identity bookkeeping: users who shared identity, and the PIN flow.
 pub trait AuthStore: Send + Sync + 'static {
     /// Records that `user` shared identity with the extension (idempotent).
@@ -149,6 +157,28 @@ pub trait AuthStore: Send + Sync + 'static {
         client: &ClientId,
         channel: &ChannelId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a GameLink PIN a broadcaster asked for: it will bind `token_id`
+    /// to `channel` when a game claims it. False when that PIN is live.
+    fn create_game_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        channel: &ChannelId,
+        token_id: &str,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Consumes a live GameLink PIN (once: a second claim finds nothing) and
+    /// binds its token to its channel until `token_expires_at`, as
+    /// `claim_pin` does, so `pin_token_channel` resolves it and
+    /// `revoke_pin_tokens` revokes it.
+    fn claim_game_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        token_expires_at: i64,
+    ) -> impl Future<Output = Result<Option<ClaimedGamePin>, StoreError>> + Send;
 
     /// Revokes every PIN-issued token of the channel; returns how many.
     fn revoke_pin_tokens(

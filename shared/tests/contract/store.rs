@@ -301,6 +301,65 @@ async fn pin_flow<S: Store>(s: S) {
     assert!(s.create_pin(&c, "OLD777", "tok4", 300).await.unwrap());
 }
 
+/// GameLink PINs: a broadcaster's PIN, bound to their channel, that a game
+/// claims once; the token it binds is revoked with the channel's others.
+async fn game_pin_flow<S: Store>(s: S) {
+    let c = client();
+    let ch = channel("600");
+    let far = medkit::clock::now_secs() + DAY;
+    assert!(
+        s.create_game_pin(&c, "GAME42", &ch, "gtok1", 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.create_game_pin(&c, "GAME42", &ch, "gtok2", 300)
+            .await
+            .unwrap(),
+        "a live PIN is unique"
+    );
+    // The other PIN flow's PINs are another namespace.
+    assert_eq!(s.claim_pin(&c, "GAME42", &ch, far).await.unwrap(), None);
+    assert_eq!(
+        s.pin_token_channel(&c, "gtok1").await.unwrap(),
+        None,
+        "inert until claimed"
+    );
+    assert_eq!(s.claim_game_pin(&c, "NOPE00", far).await.unwrap(), None);
+    let claimed = s.claim_game_pin(&c, "GAME42", far).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.token_id.as_str(), &claimed.channel),
+        ("gtok1", &ch)
+    );
+    assert_eq!(
+        s.claim_game_pin(&c, "GAME42", far).await.unwrap(),
+        None,
+        "a PIN is used once"
+    );
+    assert_eq!(
+        s.pin_token_channel(&c, "gtok1").await.unwrap(),
+        Some(ch.clone())
+    );
+    // Another extension's PIN of the same text is not this one.
+    let other = ClientId::parse("client2").unwrap();
+    assert_eq!(s.claim_game_pin(&other, "GAME42", far).await.unwrap(), None);
+    // Revoking the broadcaster's PINs revokes the game's token too.
+    assert_eq!(s.revoke_pin_tokens(&c, &ch).await.unwrap(), 1);
+    assert_eq!(s.pin_token_channel(&c, "gtok1").await.unwrap(), None);
+    // An expired PIN can neither be claimed nor block a new one.
+    assert!(
+        s.create_game_pin(&c, "LATE11", &ch, "gtok3", -1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.claim_game_pin(&c, "LATE11", far).await.unwrap(), None);
+    assert!(
+        s.create_game_pin(&c, "LATE11", &ch, "gtok4", 300)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! contract {
     ($($name:ident $(, $arg:expr)?);* $(;)?) => {
         mod embedded {
@@ -348,6 +407,7 @@ contract! {
     expired_documents_are_invisible;
     users_page_in_order;
     pin_flow;
+    game_pin_flow;
 }
 
 /// DynamoDB round trips per store operation (the targets: reads 1,

@@ -333,3 +333,55 @@ async fn several_secrets_verify_during_rotation() {
         assert!(auth::verify(&reg, Env::Production, Some(&bearer(&t))).is_ok());
     }
 }
+
+/// `POST gamelink/token`: a broadcaster's single-use PIN for a game, bound
+/// to their channel; `DELETE pin` revokes the game's session it starts.
+#[tokio::test]
+async fn a_broadcaster_gets_a_single_use_gamelink_pin() {
+    use medkit::ids::ClientId;
+    use medkit::store::AuthStore;
+    let store = EmbeddedStore::in_memory();
+    let (app, _) = testing::app(store.clone(), Env::Sandbox);
+    let r = medkit_auth::router(app);
+    let streamer = bearer(&token(Role::Broadcaster, "555", Some("555")));
+    let (s, v) = call(&r, POST, "/v1/e/gamelink/token", Some(&streamer), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pin = v["token"].as_str().unwrap().to_string();
+    assert_eq!(pin.len(), 6);
+    assert!(
+        pin.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+        "{pin}"
+    );
+    let (_, again) = call(&r, POST, "/v1/e/gamelink/token", Some(&streamer), None).await;
+    assert_ne!(again["token"], v["token"], "a new PIN each time");
+    // Only a broadcaster asks for one.
+    let viewer = bearer(&token(Role::Viewer, "555", Some("9")));
+    let (s, b) = call(&r, POST, "/v1/e/gamelink/token", Some(&viewer), None).await;
+    reason(s, &b, StatusCode::FORBIDDEN);
+    let (s, b) = call(&r, POST, "/v1/e/gamelink/token", None, None).await;
+    reason(s, &b, StatusCode::UNAUTHORIZED);
+    // A game's claim binds a token to the broadcaster's channel, once.
+    let client = ClientId::parse(testing::CLIENT_ID).unwrap();
+    let far = medkit::clock::now_secs() + 3600;
+    let claimed = store
+        .claim_game_pin(&client, &pin, far)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.channel.as_str(), "555");
+    assert_eq!(
+        store.claim_game_pin(&client, &pin, far).await.unwrap(),
+        None
+    );
+    // Revoking the broadcaster's PINs ends it.
+    let (s, v) = call(&r, Method::DELETE, "/v1/e/pin", Some(&streamer), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        store
+            .pin_token_channel(&client, &claimed.token_id)
+            .await
+            .unwrap(),
+        None
+    );
+}

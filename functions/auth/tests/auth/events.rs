@@ -19,6 +19,9 @@ async fn sample_events_run_through_the_lambda_entry() {
             // The source IP comes from API Gateway's request context, anonymized.
             "02-user-info-get.json" => assert_eq!(body["ip_address"], "203.0.113.0"),
             "03-user-ids-get.json" => assert_eq!(body["results"][0]["twitch_id"], "2002"),
+            "07-gamelink-token-post.json" => {
+                assert_eq!(body["token"].as_str().map(str::len), Some(6), "{body}")
+            }
             _ => {}
         }
     }

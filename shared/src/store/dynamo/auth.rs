@@ -9,7 +9,76 @@ use crate::clock::now_secs;
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, UserId};
 use crate::store::layout::{SINGLE, auth_keys};
-use crate::store::{AuthStore, ClaimedPin};
+use crate::store::{AuthStore, ClaimedGamePin, ClaimedPin};
+
+impl DynamoStore {
+    /// Binds a PIN-issued token to its channel, and indexes it by channel
+    /// (for revocation), until `expires_at`: one TransactWriteItems.
+    async fn bind_pin_token(
+        &self,
+        client: &ClientId,
+        token_id: &str,
+        channel: &ChannelId,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let table = self.tables.auth.as_str();
+        let mut binding = key(&auth_keys::pin_token(client, token_id), SINGLE);
+        binding.insert("channel".into(), s(channel.as_str()));
+        binding.insert("expires_at".into(), n(expires_at));
+        let mut index = key(&auth_keys::pin_channel(client, channel), token_id);
+        index.insert("expires_at".into(), n(expires_at));
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| StoreError::Internal(e.to_string()))
+        };
+        self.client
+            .transact_write_items()
+            .transact_items(put(binding)?)
+            .transact_items(put(index)?)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    /// Deletes a live PIN item (the claim: only one caller can win it) and
+    /// returns what it held.
+    async fn take_pin_item(&self, pin_pk: &str) -> Result<Option<Item>, StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(self.tables.auth.as_str())
+            .set_key(Some(key(pin_pk, SINGLE)))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now")
+            .expression_attribute_values(":now", n(now_secs()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match deleted {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    /// Puts a PIN item unless a live one holds that PIN.
+    async fn put_pin_item(&self, item: Item) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(self.tables.auth.as_str())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now_secs()))
+            .send()
+            .await;
+        accepted(out)
+    }
+}
 
 impl AuthStore for DynamoStore {
     async fn remember_user(
@@ -45,20 +114,10 @@ impl AuthStore for DynamoStore {
         token_id: &str,
         ttl_secs: i64,
     ) -> Result<bool, StoreError> {
-        let now = now_secs();
         let mut item = key(&auth_keys::pin(client, pin), SINGLE);
         item.insert("token".into(), s(token_id));
-        item.insert("expires_at".into(), n(now + ttl_secs));
-        let out = self
-            .client
-            .put_item()
-            .table_name(self.tables.auth.as_str())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        accepted(out)
+        item.insert("expires_at".into(), n(now_secs() + ttl_secs));
+        self.put_pin_item(item).await
     }
 
     async fn claim_pin(
@@ -68,48 +127,14 @@ impl AuthStore for DynamoStore {
         channel: &ChannelId,
         token_expires_at: i64,
     ) -> Result<Option<ClaimedPin>, StoreError> {
-        let table = self.tables.auth.as_str();
-        // Deleting the PIN item is the claim: only one validator can win it.
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(table)
-            .set_key(Some(key(&auth_keys::pin(client, pin), SINGLE)))
-            .condition_expression("attribute_exists(pk) AND expires_at > :now")
-            .expression_attribute_values(":now", n(now_secs()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        let old = match deleted {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(e) if condition_failed(&e) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(sdk_err(e)),
+        let Some(old) = self.take_pin_item(&auth_keys::pin(client, pin)).await? else {
+            return Ok(None);
         };
         let token_id = text(&old, "token")
             .ok_or_else(|| StoreError::Internal("PIN item without token".into()))?
             .to_string();
-        let mut binding = key(&auth_keys::pin_token(client, &token_id), SINGLE);
-        binding.insert("channel".into(), s(channel.as_str()));
-        binding.insert("expires_at".into(), n(token_expires_at));
-        let mut index = key(&auth_keys::pin_channel(client, channel), &token_id);
-        index.insert("expires_at".into(), n(token_expires_at));
-        let put = |item: Item| {
-            Put::builder()
-                .table_name(table)
-                .set_item(Some(item))
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .map_err(|e| StoreError::Internal(e.to_string()))
-        };
-        self.client
-            .transact_write_items()
-            .transact_items(put(binding)?)
-            .transact_items(put(index)?)
-            .send()
-            .await
-            .map_err(sdk_err)?;
+        self.bind_pin_token(client, &token_id, channel, token_expires_at)
+            .await?;
         Ok(Some(ClaimedPin { token_id }))
     }
 
@@ -147,6 +172,44 @@ impl AuthStore for DynamoStore {
             )
             .await?;
         Ok(!items.is_empty())
+    }
+
+    async fn create_game_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        channel: &ChannelId,
+        token_id: &str,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(&auth_keys::game_pin(client, pin), SINGLE);
+        item.insert("token".into(), s(token_id));
+        item.insert("channel".into(), s(channel.as_str()));
+        item.insert("expires_at".into(), n(now_secs() + ttl_secs));
+        self.put_pin_item(item).await
+    }
+
+    /// Round trips: 2 (the PIN's DeleteItem, the binding's TransactWriteItems).
+    async fn claim_game_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        token_expires_at: i64,
+    ) -> Result<Option<ClaimedGamePin>, StoreError> {
+        let Some(old) = self
+            .take_pin_item(&auth_keys::game_pin(client, pin))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let bad = || StoreError::Internal("malformed GameLink PIN item".into());
+        let token_id = text(&old, "token").ok_or_else(bad)?.to_string();
+        let channel = text(&old, "channel")
+            .and_then(|c| ChannelId::parse(c).ok())
+            .ok_or_else(bad)?;
+        self.bind_pin_token(client, &token_id, &channel, token_expires_at)
+            .await?;
+        Ok(Some(ClaimedGamePin { token_id, channel }))
     }
 
     async fn revoke_pin_tokens(

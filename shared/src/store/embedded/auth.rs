@@ -7,7 +7,36 @@ use crate::clock::now_secs;
 use crate::error::StoreError;
 use crate::ids::{ChannelId, ClientId, UserId};
 use crate::store::layout::{SINGLE, auth_keys};
-use crate::store::{AuthStore, ClaimedPin};
+use crate::store::{AuthStore, ClaimedGamePin, ClaimedPin};
+
+/// Binds a PIN-issued token to its channel, and indexes it by channel (for
+/// revocation), until `expires_at`.
+fn bind_pin_token(
+    t: &mut redb::Table<&str, &[u8]>,
+    client: &ClientId,
+    token_id: &str,
+    channel: &ChannelId,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    let binding = Record {
+        expires_at,
+        body: Body::Text(channel.to_string()),
+    };
+    put_record(
+        t,
+        &key(&auth_keys::pin_token(client, token_id), SINGLE),
+        &binding,
+    )?;
+    let index = Record {
+        expires_at,
+        body: Body::Empty,
+    };
+    put_record(
+        t,
+        &key(&auth_keys::pin_channel(client, channel), token_id),
+        &index,
+    )
+}
 
 impl AuthStore for EmbeddedStore {
     async fn remember_user(
@@ -92,24 +121,7 @@ impl AuthStore for EmbeddedStore {
             let Body::Text(token_id) = rec.body else {
                 return Err(StoreError::Internal("PIN record without token".into()));
             };
-            let binding = Record {
-                expires_at: token_expires_at,
-                body: Body::Text(channel.to_string()),
-            };
-            put_record(
-                t,
-                &key(&auth_keys::pin_token(&client, &token_id), SINGLE),
-                &binding,
-            )?;
-            let index = Record {
-                expires_at: token_expires_at,
-                body: Body::Empty,
-            };
-            put_record(
-                t,
-                &key(&auth_keys::pin_channel(&client, &channel), &token_id),
-                &index,
-            )?;
+            bind_pin_token(t, &client, &token_id, &channel, token_expires_at)?;
             Ok(Some(ClaimedPin { token_id }))
         })
         .await
@@ -141,6 +153,58 @@ impl AuthStore for EmbeddedStore {
         let pk = auth_keys::pin_channel(client, channel);
         self.read(move |t| Ok(!scan_partition(t, &pk, None, 1, now_secs())?.is_empty()))
             .await
+    }
+
+    async fn create_game_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        channel: &ChannelId,
+        token_id: &str,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let k = key(&auth_keys::game_pin(client, pin), SINGLE);
+        // Ids never contain `|`: the token id and the channel, one record.
+        let rec = Record {
+            expires_at: now_secs() + ttl_secs,
+            body: Body::Text(format!("{token_id}|{channel}")),
+        };
+        self.write(move |t| {
+            if get_record(t, &k, now_secs())?.is_some() {
+                return Ok(false);
+            }
+            put_record(t, &k, &rec)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_game_pin(
+        &self,
+        client: &ClientId,
+        pin: &str,
+        token_expires_at: i64,
+    ) -> Result<Option<ClaimedGamePin>, StoreError> {
+        let pin_key = key(&auth_keys::game_pin(client, pin), SINGLE);
+        let client = client.clone();
+        self.write(move |t| {
+            let Some(rec) = get_record(t, &pin_key, now_secs())? else {
+                return Ok(None);
+            };
+            t.remove(pin_key.as_str()).map_err(internal)?;
+            let bad = || StoreError::Internal("malformed GameLink PIN record".into());
+            let Body::Text(text) = rec.body else {
+                return Err(bad());
+            };
+            let (token_id, channel) = text.split_once('|').ok_or_else(bad)?;
+            let channel = ChannelId::parse(channel).map_err(|_| bad())?;
+            bind_pin_token(t, &client, token_id, &channel, token_expires_at)?;
+            Ok(Some(ClaimedGamePin {
+                token_id: token_id.to_string(),
+                channel,
+            }))
+        })
+        .await
     }
 
     async fn revoke_pin_tokens(
