@@ -38,6 +38,32 @@ fn bind_pin_token(
     )
 }
 
+/// Puts a PIN record unless a live one holds that PIN.
+fn put_pin_record(
+    t: &mut redb::Table<&str, &[u8]>,
+    k: &str,
+    rec: &Record,
+) -> Result<bool, StoreError> {
+    if get_record(t, k, now_secs())?.is_some() {
+        return Ok(false);
+    }
+    put_record(t, k, rec)?;
+    Ok(true)
+}
+
+/// Removes a live PIN record (the claim: the writer runs one at a time, so
+/// only one caller gets it) and returns it.
+fn take_pin_record(
+    t: &mut redb::Table<&str, &[u8]>,
+    k: &str,
+) -> Result<Option<Record>, StoreError> {
+    let Some(rec) = get_record(t, k, now_secs())? else {
+        return Ok(None);
+    };
+    t.remove(k).map_err(internal)?;
+    Ok(Some(rec))
+}
+
 impl AuthStore for EmbeddedStore {
     async fn remember_user(
         &self,
@@ -93,14 +119,7 @@ impl AuthStore for EmbeddedStore {
             expires_at: now_secs() + ttl_secs,
             body: Body::Text(token_id.to_string()),
         };
-        self.write(move |t| {
-            if get_record(t, &k, now_secs())?.is_some() {
-                return Ok(false);
-            }
-            put_record(t, &k, &rec)?;
-            Ok(true)
-        })
-        .await
+        self.write(move |t| put_pin_record(t, &k, &rec)).await
     }
 
     async fn claim_pin(
@@ -114,10 +133,9 @@ impl AuthStore for EmbeddedStore {
         let client = client.clone();
         let channel = channel.clone();
         self.write(move |t| {
-            let Some(rec) = get_record(t, &pin_key, now_secs())? else {
+            let Some(rec) = take_pin_record(t, &pin_key)? else {
                 return Ok(None);
             };
-            t.remove(pin_key.as_str()).map_err(internal)?;
             let Body::Text(token_id) = rec.body else {
                 return Err(StoreError::Internal("PIN record without token".into()));
             };
@@ -169,14 +187,7 @@ impl AuthStore for EmbeddedStore {
             expires_at: now_secs() + ttl_secs,
             body: Body::Text(format!("{token_id}|{channel}")),
         };
-        self.write(move |t| {
-            if get_record(t, &k, now_secs())?.is_some() {
-                return Ok(false);
-            }
-            put_record(t, &k, &rec)?;
-            Ok(true)
-        })
-        .await
+        self.write(move |t| put_pin_record(t, &k, &rec)).await
     }
 
     async fn claim_game_pin(
@@ -188,10 +199,9 @@ impl AuthStore for EmbeddedStore {
         let pin_key = key(&auth_keys::game_pin(client, pin), SINGLE);
         let client = client.clone();
         self.write(move |t| {
-            let Some(rec) = get_record(t, &pin_key, now_secs())? else {
+            let Some(rec) = take_pin_record(t, &pin_key)? else {
                 return Ok(None);
             };
-            t.remove(pin_key.as_str()).map_err(internal)?;
             let bad = || StoreError::Internal("malformed GameLink PIN record".into());
             let Body::Text(text) = rec.body else {
                 return Err(bad());
