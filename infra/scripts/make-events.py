@@ -90,6 +90,16 @@ def ws_event(route, connection_id, query=None, body=None):
         ev["requestContext"]["disconnectReason"] = "Going away"
     return ev
 
+GAME = "sample-game-1="
+
+def gamelink(action, request_id, target, data):
+    """A GameLink frame as the library sends it: keys sorted, no empty target."""
+    params = {"request_id": request_id}
+    if target:
+        params["target"] = target
+    return json.dumps({"action": action, "data": data, "params": params},
+                      sort_keys=True, separators=(",", ":"))
+
 def stream_job(client, part, frame, to=None):
     """A DynamoDB stream record of a fan-out job item (what the worker receives):
     `pk` `<client>|job|<part>` (a channel's or shard's jobs share it, so they are
@@ -194,6 +204,16 @@ def main():
         "02-default-ping": ws_event("$default", "sample-conn-1=", body='{"type":"ping"}'),
         "03-default-other": ws_event("$default", "sample-conn-1=", body="hello"),
         "04-disconnect": ws_event("$disconnect", "sample-conn-1="),
+        # A game (GameLink): no token at the handshake; it logs in with a PIN
+        # the broadcaster got from POST gamelink/token (SMPL23: the test makes it).
+        "05-gamelink-connect": ws_event("$connect", GAME, query={"client_id": CLIENT}),
+        "06-gamelink-authenticate": ws_event("$default", GAME, body=gamelink(
+            "authenticate", 1, "", {"client_id": CLIENT, "pin": "SMPL23"})),
+        "07-gamelink-set-state": ws_event("$default", GAME, body=gamelink(
+            "set", 2, "state", {"state": {"level": 2}, "state_id": "channel"})),
+        "08-gamelink-subscribe-state": ws_event("$default", GAME, body=gamelink(
+            "subscribe", 3, "state", {"topic_id": "channel"})),
+        "09-gamelink-disconnect": ws_event("$disconnect", GAME),
     }
     broadcast = {
         "01-broadcast-post": event("POST", "/v1/e/broadcast", auth=broadcaster,
@@ -205,6 +225,8 @@ def main():
         "04-whisper-self-post": event("POST", "/v1/e/whisper_self", auth=viewer, body={"event": "sync", "data": {"tab": 2}}),
         "05-pusher-broadcast-post": event("POST", "/v1/e/pusher_broadcast", auth=broadcaster,
                                           body={"target": "broadcast", "event": f"sandbox:{CLIENT}:score", "user_id": "1001", "data": 1}),
+        "06-datastream-post": event("POST", "/v1/e/datastream", auth=viewer,
+                                    body={"events": [{"type": "cheer", "by": "U2002"}]}),
     }
     frame = json.dumps({"topic": "global", "message": json.dumps({"event": f"sandbox:{CLIENT}:season", "data": {"n": 4}}),
                         "id": "5a3e1f0c9b7d2e4a", "seq": 1795593600000000})

@@ -285,6 +285,42 @@ fn caller_from_claims(ext: &Extension, env: Env, claims: Claims) -> Result<Calle
     })
 }
 
+/// The role claim of a GameLink refresh token. It is no Twitch role, so no
+/// REST route and no viewer socket accepts a refresh token as a caller.
+pub const REFRESH_ROLE: &str = "gamelink_refresh";
+
+/// What a verified GameLink refresh token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    /// The PIN-issued token it renews (revoked by `DELETE pin`).
+    pub token_id: String,
+    pub expires_at: i64,
+}
+
+/// Verifies a GameLink refresh token of `ext` exactly as every token is
+/// (HS256 pinned, `exp` required, any of the extension's secrets).
+pub fn verify_refresh(ext: &Extension, token: &str) -> Result<Refresh, ApiError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(ApiError::unauthorized("the refresh token is too long"));
+    }
+    let claims = decode_with_any_secret(ext, token)?;
+    if claims.client_id.as_deref() != Some(ext.client_id.as_str())
+        || claims.role.as_deref() != Some(REFRESH_ROLE)
+    {
+        return Err(ApiError::unauthorized(
+            "this is not a GameLink refresh token of this extension",
+        ));
+    }
+    let token_id = claims
+        .pin_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the refresh token names no session"))?;
+    Ok(Refresh {
+        token_id,
+        expires_at: claims.exp,
+    })
+}
+
 /// Signs `claims` with the extension's first secret, varying the filler claim
 /// until the payload segment contains neither `-` nor `_`.
 pub fn mint(ext: &Extension, mut claims: Claims) -> String {

@@ -51,6 +51,7 @@ pub mod app;
 pub mod config;
 pub mod http;
 pub mod lambda;
+pub mod stores;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -61,6 +61,19 @@ pub const PIN_FAILURES_PER_EXTENSION: Limit = Limit {
     window_secs: 300,
 };
 
+/// Datastream posts per channel per minute (each up to
+/// `gamelink::datastream::MAX_EVENTS` events), whoever posts them.
+pub const DATASTREAM_POSTS_PER_CHANNEL: Limit = Limit {
+    max: 600,
+    window_secs: 60,
+};
+
+/// Datastream posts one viewer may make per minute.
+pub const DATASTREAM_POSTS_PER_VIEWER: Limit = Limit {
+    max: 30,
+    window_secs: 60,
+};
+
 /// Entries one viewer may add to one accumulate id per minute.
 pub const ENTRIES_PER_VIEWER: Limit = Limit {
     max: 10,

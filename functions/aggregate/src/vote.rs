@@ -99,6 +99,7 @@ fn vote_event(poll: &AggKey, id: &AggregateId, sums: &Sums) -> Event {
         },
         name: format!("vote_update:{id}"),
         data: json!({"id": id.as_str(), "stats": sums.vote_data(None)}),
+        games: None,
     }
 }
 

@@ -321,8 +321,9 @@ async fn pin_token_exists<S: AuthStore>(
     Ok(ok(json!({ "exists": exists })))
 }
 
-/// `DELETE pin` (broadcaster): revokes the channel's PIN-issued tokens and
-/// closes the sockets they opened, so none keeps receiving.
+/// `DELETE pin` (broadcaster): revokes the channel's PIN-issued tokens (the
+/// GameLink refresh tokens too) and closes the sockets they opened, games'
+/// sessions included, so none keeps receiving.
 async fn revoke_pins<S: AuthStore + ConnectionStore>(
     State(app): State<SharedApp<S>>,
     caller: Caller,
@@ -330,7 +331,10 @@ async fn revoke_pins<S: AuthStore + ConnectionStore>(
     caller.require(&[Role::Broadcaster])?;
     let (client, channel) = (&caller.client_id, caller.channel()?);
     let n = app.store.revoke_pin_tokens(client, channel).await?;
-    let sockets = app.store.pin_connections(client, channel).await?;
+    let mut sockets = app.store.pin_connections(client, channel).await?;
+    // Games logged in with the channel's GameLink PINs go too.
+    let games = medkit::gamelink::session::channel_games(channel);
+    sockets.extend(app.store.subscribers(client, &games).await?);
     let found = sockets.len();
     let closed = app.fanout().close_all(sockets).await;
     tracing::info!(revoked = n, sockets = found, closed, "PIN tokens revoked");

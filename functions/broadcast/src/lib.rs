@@ -1,6 +1,6 @@
 //! The `broadcast` function (CONTRACT §6): `broadcast`, `extension_broadcast`,
 //! `whisper_self` and `pusher_broadcast`, each as POST and as GET with a body
-//! (the MEDKit docs say GET). Every send:
+//! (the MEDKit docs say GET); and `datastream`, events for a channel's games. Every send:
 //!
 //! 1. checks the caller's role and channel,
 //! 2. builds the envelope (over 4 KB compressed; still over → 413, nothing sent),
@@ -15,18 +15,20 @@
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use medkit::app::SharedApp;
 use medkit::auth::{Caller, Role};
-use medkit::clock::now_secs;
+use medkit::delivery::{
+    self,
+    send::{Message, Scope},
+};
 use medkit::env::Env;
 use medkit::error::ApiError;
+use medkit::gamelink;
 use medkit::http::{JsonBody, finish, ok};
 use medkit::ids::{ChannelId, ClientId, ViewerId};
-use medkit::limits::SENDS;
-use medkit::realtime::envelope::{self, Kind, Stamp, Target, Topic};
-use medkit::realtime::job::Recipients;
-use medkit::realtime::rate::{self, Budget, RATE_WINDOW_SECS, SENDS_PER_WINDOW};
+use medkit::limits::{DATASTREAM_POSTS_PER_CHANNEL, DATASTREAM_POSTS_PER_VIEWER};
+use medkit::realtime::envelope::{self, Target};
 use medkit::store::{AuthStore, ConnectionStore, LimitStore};
 use serde_json::{Value, json};
 
@@ -76,12 +78,6 @@ impl SendRequest {
     }
 }
 
-/// Where a send goes: one channel, or every channel of the extension.
-enum Scope {
-    Channel(ChannelId),
-    Extension,
-}
-
 /// The channel a channel send is for: `channel_id` or `user_id` in the body
 /// (MEDKit names the channel `user_id`), else the token's. A broadcaster may
 /// only send to their own channel.
@@ -115,8 +111,7 @@ fn unscoped<'a>(env: Env, client: &ClientId, event: &'a str) -> &'a str {
     event.strip_prefix(prefix.as_str()).unwrap_or(event)
 }
 
-/// Steps 2–4 of every send. `own` names the viewer whose `whisper_self`
-/// this is: it spends that viewer's budget, never the channel's.
+/// Steps 2–4 of every send (see `medkit::delivery::send`).
 async fn send<S: ConnectionStore + LimitStore>(
     app: &SharedApp<S>,
     client: &ClientId,
@@ -124,44 +119,12 @@ async fn send<S: ConnectionStore + LimitStore>(
     req: SendRequest,
     own: Option<&ViewerId>,
 ) -> Result<Response, ApiError> {
-    let message = envelope::message(app.env, client, &req.event, &req.data)?;
-    let (budget, whose) = {
-        let b = match (&scope, own) {
-            (_, Some(viewer)) => Budget::Viewer(viewer),
-            (Scope::Channel(ch), None) => Budget::Channel(ch),
-            (Scope::Extension, None) => Budget::Extension,
-        };
-        (b.key(), b.whose())
+    let message = Message {
+        event: req.event,
+        target: req.target,
+        data: req.data,
     };
-    let (topic, to) = match (scope, req.target) {
-        (Scope::Channel(ch), Target::Broadcast) => (Topic::Broadcast, Recipients::Channel(ch)),
-        (Scope::Channel(ch), Target::Whisper(v)) => {
-            (Topic::Whisper(v.clone()), Recipients::ChannelViewer(ch, v))
-        }
-        (Scope::Extension, Target::Broadcast) => (Topic::Global, Recipients::Extension),
-        (Scope::Extension, Target::Whisper(v)) => {
-            (Topic::Whisper(v.clone()), Recipients::Viewer(v))
-        }
-    };
-    let now = now_secs();
-    if !app.store.spend(client, &budget, SENDS, now).await? {
-        let wait = rate::seconds_left(now);
-        return Err(ApiError::RateLimited(format!(
-            "more than {SENDS_PER_WINDOW} sends {whose} in {} minutes; try again in {wait} s",
-            RATE_WINDOW_SECS / 60
-        )));
-    }
-    let frame = envelope::frame(&topic, &message, &Stamp::new(), Kind::Message);
-    let report = app.fanout().deliver(client, &to, &frame).await?;
-    tracing::info!(
-        event = %req.event,
-        topic = %topic.as_string(),
-        sent = report.sent,
-        gone = report.gone,
-        failed = report.failed,
-        queued = report.queued,
-        "broadcast"
-    );
+    delivery::send::send(app.env, &app.fanout(), client, scope, message, own).await?;
     Ok(ok(json!({})))
 }
 
@@ -224,6 +187,45 @@ async fn whisper_self<S: ConnectionStore + LimitStore + AuthStore>(
     .await
 }
 
+/// `POST datastream` (any role of a channel): events for the channel's
+/// games that subscribed to `datastream`, pushed as one update (`{events:
+/// [{event, timestamp}]}`, in order). Budgets: the channel's, and a
+/// viewer's own.
+async fn datastream<S: ConnectionStore + LimitStore + AuthStore>(
+    State(app): State<SharedApp<S>>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let channel = caller.channel()?.clone();
+    let events = gamelink::datastream::events_of(&body)?;
+    let now = medkit::clock::now_secs();
+    let client = &caller.client_id;
+    let mut budgets = vec![(
+        format!("ds|c|{channel}"),
+        DATASTREAM_POSTS_PER_CHANNEL,
+        "datastream posts to this channel",
+    )];
+    if matches!(caller.role, Role::Viewer) {
+        budgets.push((
+            format!("ds|v|{}", caller.voter_id()?),
+            DATASTREAM_POSTS_PER_VIEWER,
+            "datastream posts of yours",
+        ));
+    }
+    for (i, (key, limit, what)) in budgets.iter().enumerate() {
+        if !app.store.spend(client, key, *limit, now).await? {
+            // A refused post costs nothing.
+            for (spent, limit, _) in &budgets[..i] {
+                app.store.refund(client, spent, *limit, now).await?;
+            }
+            return Err(limit.refusal(what, now));
+        }
+    }
+    let push = gamelink::datastream::update(&channel, events, medkit::clock::now_ms());
+    app.notifier.push(client.clone(), push).await;
+    Ok(ok(json!({})))
+}
+
 pub fn routes<S: ConnectionStore + LimitStore + AuthStore>() -> Router<SharedApp<S>> {
     Router::new()
         .route("/v1/e/broadcast", get(broadcast::<S>).post(broadcast::<S>))
@@ -239,6 +241,7 @@ pub fn routes<S: ConnectionStore + LimitStore + AuthStore>() -> Router<SharedApp
             "/v1/e/whisper_self",
             get(whisper_self::<S>).post(whisper_self::<S>),
         )
+        .route("/v1/e/datastream", post(datastream::<S>))
 }
 
 /// The complete router this function serves.

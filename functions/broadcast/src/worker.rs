@@ -104,5 +104,6 @@ fn job_label(part: &JobPart) -> String {
         JobPart::Channel(ch) => format!("channel {ch}"),
         JobPart::Shard(n) => format!("shard {n}"),
         JobPart::Retry(ids) => format!("follow-up for {} connections", ids.len()),
+        JobPart::Subscribers(sub) => format!("games subscribed to {}", sub.topic),
     }
 }

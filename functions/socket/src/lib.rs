@@ -4,9 +4,13 @@
 //!   headers on a WebSocket): the token is verified exactly as a REST call's
 //!   `Authorization` would be, then the connection is recorded for 2 hours.
 //!   A refusal is the HTTP status of the handshake (401/403) with a reason.
+//!   Without a token it is a game's connection ([`gamelink`]): the client id
+//!   must be a registered extension, and the game authenticates in-band.
 //! - `$disconnect`: the record is deleted.
-//! - `$default`: `{"type": "ping"}` (or `ping`) is answered `{"type": "pong"}`;
-//!   anything else gets an error frame `{"type": "error", "reason": …}`.
+//! - `$default`: a GameLink request (a frame with an `action`) gets its one
+//!   reply ([`gamelink::answer`]); `{"type": "ping"}` (or `ping`) is answered
+//!   `{"type": "pong"}`; anything else gets an error frame
+//!   `{"type": "error", "reason": …}`.
 //!   Sockets only receive: sends go through `POST /v1/e/broadcast`.
 //!
 //! The dev server calls [`connect`], [`disconnect`] and [`reply`] for its
@@ -21,6 +25,10 @@ use medkit::ids::ConnectionId;
 use medkit::lambda::Handled;
 use medkit::realtime::Connection;
 use medkit::store::{AuthStore, ConnectionStore};
+
+pub mod gamelink;
+
+use gamelink::GameStore;
 use serde_json::{Value, json};
 
 /// Verifies the caller of a `$connect` and records the connection.
@@ -79,7 +87,7 @@ pub fn reply(message: &str) -> String {
 }
 
 /// One WebSocket API event, as Lambda delivers it.
-pub async fn handle<S: AuthStore + ConnectionStore>(
+pub async fn handle<S: GameStore>(
     app: &App<S>,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
@@ -92,8 +100,17 @@ pub async fn handle<S: AuthStore + ConnectionStore>(
     match route {
         "$connect" => {
             let q = &event.query_string_parameters;
-            match connect(app, id, q.first("client_id"), q.first("token")).await {
-                Ok(_) => response(200, None),
+            let opened = match q.first("token") {
+                Some(token) => connect(app, id, q.first("client_id"), Some(token))
+                    .await
+                    .map(|_| ()),
+                // No token: a game, which authenticates in-band.
+                None => gamelink::open(app, id, q.first("client_id"))
+                    .await
+                    .map(|_| ()),
+            };
+            match opened {
+                Ok(()) => response(200, None),
                 Err(e) => error(e),
             }
         }
@@ -101,13 +118,41 @@ pub async fn handle<S: AuthStore + ConnectionStore>(
             Ok(()) => response(200, None),
             Err(e) => error(e),
         },
-        _ => response(200, Some(reply(event.body.as_deref().unwrap_or_default()))),
+        _ => {
+            let body = event.body.as_deref().unwrap_or_default();
+            if !is_gamelink_frame(body) {
+                return response(200, Some(reply(body)));
+            }
+            let answer = gamelink::answer(app, &id, body).await;
+            if !answer.close {
+                return response(200, Some(answer.reply));
+            }
+            // The route response would arrive after the connection is
+            // gone: post the reply first, then close.
+            let frame = bytes::Bytes::from(answer.reply);
+            if let Err(e) = app.poster.post(&id, &frame).await {
+                tracing::debug!(error = ?e, "the last reply to a closed session was not delivered");
+            }
+            if let Err(e) = app.poster.close(&id).await {
+                tracing::warn!(error = ?e, "could not close an ended GameLink session");
+            }
+            response(200, None)
+        }
     }
+}
+
+/// Whether a frame is a GameLink request (it has an `action`); a viewer's
+/// socket sends only pings.
+pub fn is_gamelink_frame(text: &str) -> bool {
+    let text = text.trim_start();
+    text.starts_with('{')
+        && serde_json::from_str::<Value>(text)
+            .map_or(text.contains("\"action\""), |v| v.get("action").is_some())
 }
 
 /// One Lambda invocation: [`handle`], with the route and status its log
 /// line names.
-pub async fn invocation<S: AuthStore + ConnectionStore>(
+pub async fn invocation<S: GameStore>(
     app: SharedApp<S>,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> Handled<ApiGatewayProxyResponse> {

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
 use medkit::app::SharedApp;
-use medkit::auth::{Caller, Role};
+use medkit::auth::Caller;
 use medkit::documents::{
     self, MAX_ATOMIC_IDS, MAX_DOC_BYTES, MAX_IDS, MAX_JSON_STORE_BYTES, Patch,
 };
@@ -18,118 +18,15 @@ use medkit::http::{JsonBody, QueryMap, finish, ok, ok_text};
 use medkit::ids::{ChannelId, ClientId, JsonKey, ViewerId};
 use medkit::realtime::event::{Audience, Event};
 use medkit::store::{AuthStore, DocKey, DocumentStore};
+use medkit::stores::{self, CHANNEL_WRITERS, Doc, PRIVILEGED};
 use serde_json::{Map, Value, json};
-
-/// The document endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Doc {
-    ExtensionState,
-    ChannelState,
-    ViewerState,
-    ExtensionViewerState,
-    HiddenState,
-    ExtensionConfig,
-    ChannelConfig,
-}
-
-const PRIVILEGED: &[Role] = &[Role::Admin, Role::Backend];
-const CHANNEL_WRITERS: &[Role] = &[Role::Broadcaster, Role::Admin, Role::Backend];
-
-impl Doc {
-    fn name(self) -> &'static str {
-        match self {
-            Doc::ExtensionState => "extension state",
-            Doc::ChannelState => "channel state",
-            Doc::ViewerState => "viewer state",
-            Doc::ExtensionViewerState => "extension viewer state",
-            Doc::HiddenState => "hidden state",
-            Doc::ExtensionConfig => "extension config",
-            Doc::ChannelConfig => "channel config",
-        }
-    }
-
-    /// Roles that may read; None = any role (per-viewer docs check identity instead).
-    fn readers(self) -> Option<&'static [Role]> {
-        match self {
-            Doc::HiddenState => Some(PRIVILEGED),
-            _ => None,
-        }
-    }
-
-    fn writers(self) -> Option<&'static [Role]> {
-        match self {
-            Doc::ExtensionState | Doc::HiddenState | Doc::ExtensionConfig => Some(PRIVILEGED),
-            Doc::ChannelState | Doc::ChannelConfig => Some(CHANNEL_WRITERS),
-            Doc::ViewerState | Doc::ExtensionViewerState => None,
-        }
-    }
-
-    /// The caller's own document of this kind.
-    fn key(self, c: &Caller) -> Result<DocKey, ApiError> {
-        let client = &c.client_id;
-        Ok(match self {
-            Doc::ExtensionState => DocKey::extension_state(client),
-            Doc::ChannelState => DocKey::channel_state(client, c.channel()?),
-            Doc::ViewerState => DocKey::viewer_state(client, c.channel()?, &c.viewer_id()?),
-            Doc::ExtensionViewerState => DocKey::extension_viewer_state(client, &c.viewer_id()?),
-            Doc::HiddenState => DocKey::hidden_state(client),
-            Doc::ExtensionConfig => DocKey::extension_config(client),
-            Doc::ChannelConfig => DocKey::channel_config(client, c.channel()?),
-        })
-    }
-
-    /// The caller's document, once the caller may read it (403 otherwise).
-    fn readable_key(self, c: &Caller) -> Result<DocKey, ApiError> {
-        if let Some(roles) = self.readers() {
-            c.require(roles)?;
-        }
-        self.key(c)
-    }
-
-    /// The caller's document, once the caller may write it (403 otherwise).
-    fn writable_key(self, c: &Caller) -> Result<DocKey, ApiError> {
-        if let Some(roles) = self.writers() {
-            c.require(roles)?;
-        }
-        self.key(c)
-    }
-
-    fn ttl<S>(self, app: &SharedApp<S>) -> i64 {
-        match self {
-            Doc::ExtensionConfig | Doc::ChannelConfig => app.expiry.config_secs,
-            _ => app.expiry.state_secs,
-        }
-    }
-
-    /// The event a write emits, if any.
-    fn event(self, c: &Caller, new: &Value) -> Option<Event> {
-        match self {
-            Doc::ChannelState => Some(Event {
-                client_id: c.client_id.clone(),
-                audience: Audience::Channel(c.channel_id.clone()?),
-                name: "channel_state_update".into(),
-                data: new.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
 
 async fn read_doc<S: DocumentStore>(
     app: SharedApp<S>,
     caller: Caller,
     doc: Doc,
 ) -> Result<Response, ApiError> {
-    let key = doc.readable_key(&caller)?;
-    read_text(&app, &key).await
-}
-
-/// A document as stored, `{}` when absent.
-async fn read_text<S: DocumentStore>(
-    app: &SharedApp<S>,
-    key: &DocKey,
-) -> Result<Response, ApiError> {
-    let text = app.store.get_doc_text(key).await?;
+    let text = stores::read_text(&app, &caller, doc).await?;
     Ok(ok_text(text.unwrap_or_else(|| "{}".into())))
 }
 
@@ -139,11 +36,7 @@ async fn replace_doc<S: DocumentStore>(
     doc: Doc,
     body: Value,
 ) -> Result<Response, ApiError> {
-    let key = doc.writable_key(&caller)?;
-    let new = documents::replacement(body, MAX_DOC_BYTES, doc.name())?;
-    app.store.put_doc(&key, &new, doc.ttl(&app)).await?;
-    emit(&app, doc.event(&caller, &new)).await;
-    Ok(ok(new))
+    Ok(ok(stores::replace(&app, &caller, doc, body).await?))
 }
 
 async fn patch_doc<S: DocumentStore>(
@@ -152,23 +45,7 @@ async fn patch_doc<S: DocumentStore>(
     doc: Doc,
     body: Value,
 ) -> Result<Response, ApiError> {
-    let key = doc.writable_key(&caller)?;
-    let patch = Patch::parse(body)?;
-    let what = doc.name();
-    let new = app
-        .store
-        .update_doc(&key, doc.ttl(&app), move |cur| {
-            patch.apply(cur, MAX_DOC_BYTES, what)
-        })
-        .await?;
-    emit(&app, doc.event(&caller, &new)).await;
-    Ok(ok(new))
-}
-
-async fn emit<S>(app: &SharedApp<S>, event: Option<Event>) {
-    if let Some(e) = event {
-        app.notifier.notify(e).await;
-    }
+    Ok(ok(stores::patch(&app, &caller, doc, body).await?))
 }
 
 /// Admin map PATCH (`{"<id>": patch, …}`): all or nothing. Every patch is
@@ -176,6 +53,7 @@ async fn emit<S>(app: &SharedApp<S>, event: Option<Event>) {
 /// patch that a concurrent writer made fail, changes nothing.
 async fn patch_many<S: DocumentStore>(
     app: &SharedApp<S>,
+    client: &ClientId,
     body: Value,
     doc: Doc,
     key_of: impl Fn(&str) -> Result<DocKey, ApiError>,
@@ -209,6 +87,11 @@ async fn patch_many<S: DocumentStore>(
             })
         })
         .await?;
+    for (id, new) in ids.iter().zip(&news) {
+        // A channel config's games hear of it; extension viewer state has none.
+        let channel = ChannelId::parse(id).ok();
+        stores::announce_for(app, client, channel.as_ref(), doc, new).await;
+    }
     let out: Map<String, Value> = ids.into_iter().zip(news).collect();
     Ok(ok(Value::Object(out)))
 }
@@ -288,7 +171,7 @@ async fn patch_own_or_map<S: DocumentStore>(
         return patch_doc(app, caller, map.doc(), body).await;
     }
     let client = caller.client_id.clone();
-    patch_many(&app, body, map.doc(), |id| map.key(&client, id)).await
+    patch_many(&app, &client, body, map.doc(), |id| map.key(&client, id)).await
 }
 
 /// Several documents read in one store round trip; absent ones are `{}`.
@@ -374,7 +257,8 @@ async fn get_json_store<S: DocumentStore + AuthStore>(
     query: QueryMap,
 ) -> Result<Response, ApiError> {
     let (_, key) = json_store_key(&caller, &query)?;
-    read_text(&app, &key).await
+    let text = app.store.get_doc_text(&key).await?;
+    Ok(ok_text(text.unwrap_or_else(|| "{}".into())))
 }
 
 async fn post_json_store<S: DocumentStore + AuthStore>(
@@ -403,6 +287,7 @@ async fn post_json_store<S: DocumentStore + AuthStore>(
         audience,
         name: format!("json_store_update:{id}"),
         data: json!({"id": id.as_str(), "value": value}),
+        games: None,
     };
     app.notifier.notify(event).await;
     Ok(ok(value))

@@ -3,6 +3,8 @@
 //!
 //! - the WebSocket API at `ws://HOST:PORT/ws?client_id=…&token=…`, running
 //!   the socket function's own `$connect` / `$disconnect` / `$default` code;
+//!   without a token (`/ws?client_id=…`, or the GameLink SDK's own URL,
+//!   `ws://HOST:PORT/<version>/<client id>`) it is a game's connection;
 //! - the Management API at `http://HOST:PORT/ws/@connections/{id}`
 //!   (POST a frame, GET the connection, DELETE it; 410 `GoneException` for an
 //!   unknown id, 429 `LimitExceededException` when the client's outbox is
@@ -32,7 +34,7 @@ use medkit::clock::now_secs;
 use medkit::delivery::{PostError, PostFuture, Poster};
 use medkit::ids::ConnectionId;
 use medkit::realtime::{CONNECTION_TTL_SECS, new_connection_id};
-use medkit::store::{AuthStore, ConnectionStore};
+use medkit_socket::gamelink::{self, GameStore};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -144,9 +146,11 @@ impl<S> Clone for WsState<S> {
     }
 }
 
-pub fn routes<S: AuthStore + ConnectionStore>(app: SharedApp<S>, sockets: Arc<Sockets>) -> Router {
+pub fn routes<S: GameStore>(app: SharedApp<S>, sockets: Arc<Sockets>) -> Router {
     Router::new()
         .route("/ws", get(upgrade::<S>))
+        // The GameLink SDK's URL: `/<version>/<client id>`.
+        .route("/{version}/{client_id}", get(upgrade_game::<S>))
         .route(
             "/ws/@connections/{id}",
             post(post_to_connection::<S>)
@@ -159,7 +163,7 @@ pub fn routes<S: AuthStore + ConnectionStore>(app: SharedApp<S>, sockets: Arc<So
 }
 
 /// `$connect`: verify, record, then upgrade; a refusal is the handshake's status.
-async fn upgrade<S: AuthStore + ConnectionStore>(
+async fn upgrade<S: GameStore>(
     State(st): State<WsState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
@@ -168,11 +172,61 @@ async fn upgrade<S: AuthStore + ConnectionStore>(
 ) -> Response {
     let id = new_connection_id();
     let client_id = query.get("client_id").map(String::as_str);
-    let token = query.get("token").map(String::as_str);
-    let conn = match medkit_socket::connect(&st.app, id.clone(), client_id, token).await {
+    let Some(token) = query.get("token").map(String::as_str) else {
+        // No token: a game, which authenticates in-band.
+        return open_game(st, peer, &headers, ws, id, client_id).await;
+    };
+    let conn = match medkit_socket::connect(&st.app, id.clone(), client_id, Some(token)).await {
         Ok(conn) => conn,
         Err(e) => return e.into_response(),
     };
+    let rx = register(&st, &id, peer, &headers);
+    let expires_at = conn.expires_at;
+    finish_upgrade(ws, &st, &id).on_upgrade(move |socket| run(socket, id, expires_at, rx, st))
+}
+
+/// A game's connection at the SDK's URL, `/<version>/<client id>`.
+async fn upgrade_game<S: GameStore>(
+    State(st): State<WsState<S>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((version, client_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let path = format!("/{version}/{client_id}");
+    let Some(client_id) = gamelink::client_id_from_path(&path) else {
+        return medkit::error::ApiError::not_found(
+            "no such route: a GameLink URL is /<major>.<minor>.<patch>/<client id>",
+        )
+        .into_response();
+    };
+    open_game(st, peer, &headers, ws, new_connection_id(), Some(client_id)).await
+}
+
+async fn open_game<S: GameStore>(
+    st: WsState<S>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+    id: ConnectionId,
+    client_id: Option<&str>,
+) -> Response {
+    let session = match gamelink::open(&st.app, id.clone(), client_id).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let rx = register(&st, &id, peer, headers);
+    finish_upgrade(ws, &st, &id)
+        .on_upgrade(move |socket| run_game(socket, id, session.expires_at, rx, st))
+}
+
+/// Records an accepted socket; its outbox's receiving end comes back.
+fn register<S>(
+    st: &WsState<S>,
+    id: &ConnectionId,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> mpsc::Receiver<Message> {
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -190,6 +244,14 @@ async fn upgrade<S: AuthStore + ConnectionStore>(
             user_agent,
         },
     );
+    rx
+}
+
+fn finish_upgrade<S: GameStore>(
+    ws: WebSocketUpgrade,
+    st: &WsState<S>,
+    id: &ConnectionId,
+) -> WebSocketUpgrade<impl axum::extract::ws::OnFailedUpgrade> {
     let on_fail = st.clone();
     let fail_id = id.clone();
     ws.max_message_size(MAX_FRAME_BYTES)
@@ -199,13 +261,87 @@ async fn upgrade<S: AuthStore + ConnectionStore>(
         .on_failed_upgrade(move |_| {
             tokio::spawn(async move { forget(&on_fail, &fail_id).await });
         })
-        .on_upgrade(move |socket| run(socket, id, conn.expires_at, rx, st))
+}
+
+/// A game's connection: every frame gets its one reply from the socket
+/// function's GameLink code; pushes arrive through the outbox. It is closed
+/// when its session is over: not authenticated within the login window, or
+/// past its token's expiry.
+async fn run_game<S: GameStore>(
+    socket: WebSocket,
+    id: ConnectionId,
+    expires_at: i64,
+    mut outbox: mpsc::Receiver<Message>,
+    st: WsState<S>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let until = |at: i64| {
+        let left = (at - now_secs()).clamp(0, CONNECTION_TTL_SECS);
+        tokio::time::Instant::now() + Duration::from_secs(left as u64)
+    };
+    let lifetime = tokio::time::sleep_until(until(expires_at));
+    tokio::pin!(lifetime);
+    loop {
+        tokio::select! {
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { break };
+                let closing = matches!(frame, Message::Close(_));
+                if sink.send(frame).await.is_err() || closing {
+                    break;
+                }
+            }
+            incoming = stream.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text.to_string(),
+                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        st.sockets.touch(&id);
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                st.sockets.touch(&id);
+                let answer = gamelink::answer(&st.app, &id, &text).await;
+                if sink.send(Message::Text(answer.reply.into())).await.is_err() {
+                    break;
+                }
+                if answer.close {
+                    let _ = sink.send(session_over()).await;
+                    break;
+                }
+            }
+            _ = &mut lifetime => {
+                // Logged in since: live on until the session's own end.
+                match st.app.store.session(&id).await {
+                    Ok(Some(s)) if s.login.is_some() => {
+                        lifetime.as_mut().reset(until(s.expires_at));
+                    }
+                    _ => {
+                        let _ = sink.send(session_over()).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    forget(&st, &id).await;
+}
+
+fn session_over() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: 1008,
+        reason: format!(
+            "not authenticated within {} s, or the session's token expired",
+            medkit::gamelink::session::LOGIN_WINDOW_SECS
+        )
+        .into(),
+    }))
 }
 
 /// One connection's life: drain its outbox, answer its messages, close it
 /// when its record expires (its token's `exp`, at most API Gateway's 2
 /// hours), then `$disconnect`.
-async fn run<S: AuthStore + ConnectionStore>(
+async fn run<S: GameStore>(
     socket: WebSocket,
     id: ConnectionId,
     expires_at: i64,
@@ -257,7 +393,7 @@ async fn run<S: AuthStore + ConnectionStore>(
 }
 
 /// `$disconnect`.
-async fn forget<S: AuthStore + ConnectionStore>(st: &WsState<S>, id: &ConnectionId) {
+async fn forget<S: GameStore>(st: &WsState<S>, id: &ConnectionId) {
     st.sockets.lock().remove(id);
     if let Err(e) = medkit_socket::disconnect(&st.app, id).await {
         tracing::warn!(connection = %id.redacted(), error = %e, "disconnect not recorded");
@@ -303,7 +439,7 @@ fn connection_id(raw: &str) -> Option<ConnectionId> {
     ConnectionId::parse(raw).ok()
 }
 
-async fn post_to_connection<S: AuthStore + ConnectionStore>(
+async fn post_to_connection<S: GameStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
     body: Bytes,
@@ -336,7 +472,7 @@ async fn post_to_connection<S: AuthStore + ConnectionStore>(
     }
 }
 
-async fn get_connection<S: AuthStore + ConnectionStore>(
+async fn get_connection<S: GameStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
 ) -> Response {
@@ -357,7 +493,7 @@ async fn get_connection<S: AuthStore + ConnectionStore>(
         .into_response()
 }
 
-async fn delete_connection<S: AuthStore + ConnectionStore>(
+async fn delete_connection<S: GameStore>(
     State(st): State<WsState<S>>,
     Path(raw): Path<String>,
 ) -> Response {

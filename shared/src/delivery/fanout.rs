@@ -23,11 +23,12 @@ use futures_util::StreamExt;
 use crate::delivery::{Notifier, NotifyFuture, PostError, Poster};
 use crate::env::Env;
 use crate::error::StoreError;
+use crate::gamelink::push::Push;
 use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
 use crate::realtime::EXTENSION_SHARDS;
 use crate::realtime::envelope::{self, Topic};
 use crate::realtime::event::{Audience, Event};
-use crate::realtime::job::{Job, JobPart, Recipients};
+use crate::realtime::job::{GameUpdate, Job, JobPart, Recipients};
 use crate::store::ConnectionStore;
 
 /// Posts in flight per fan-out (per job in AWS).
@@ -71,6 +72,15 @@ impl Report {
         self.failed += o.failed;
         self.queued += o.queued;
     }
+}
+
+/// The recipients of a job whose posts failed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// Those of the job's own frame.
+    pub failed: Vec<ConnectionId>,
+    /// Those of its games' update.
+    pub failed_games: Vec<ConnectionId>,
 }
 
 /// The fan-out over a connection store and a poster.
@@ -125,12 +135,28 @@ impl<S: ConnectionStore> Fanout<'_, S> {
     }
 
     /// Delivers one job once; the ids whose posts failed come back with the
-    /// report.
-    pub async fn run_job(&self, job: &Job) -> Result<(Report, Vec<ConnectionId>), StoreError> {
+    /// report (those of its games' update apart).
+    pub async fn run_job(&self, job: &Job) -> Result<(Report, Undelivered), StoreError> {
+        let (mut report, failed) = self.run_part(job).await?;
+        let mut undelivered = Undelivered {
+            failed,
+            failed_games: Vec::new(),
+        };
+        if let Some(games) = &job.games {
+            let ids = self.store.subscribers(&job.client_id, &games.to).await?;
+            let (r, failed) = self.post_all(ids, Bytes::from(games.frame.clone())).await;
+            report.add(r);
+            undelivered.failed_games = failed;
+        }
+        Ok((report, undelivered))
+    }
+
+    async fn run_part(&self, job: &Job) -> Result<(Report, Vec<ConnectionId>), StoreError> {
         let ids = match &job.part {
             JobPart::Channel(ch) => self.store.channel_connections(&job.client_id, ch).await?,
             JobPart::Shard(s) => self.store.shard_connections(&job.client_id, *s).await?,
             JobPart::Retry(ids) => ids.clone(),
+            JobPart::Subscribers(sub) => self.store.subscribers(&job.client_id, sub).await?,
         };
         Ok(self.post_all(ids, Bytes::from(job.frame.clone())).await)
     }
@@ -144,11 +170,11 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             return Ok(JobOutcome::Stale);
         }
         tokio::time::sleep(job.backoff()).await;
-        let (report, failed) = self.run_job(job).await?;
-        if failed.is_empty() {
+        let (report, undelivered) = self.run_job(job).await?;
+        if undelivered.failed.is_empty() && undelivered.failed_games.is_empty() {
             return Ok(JobOutcome::Delivered(report));
         }
-        match job.follow_ups(failed) {
+        match job.follow_ups(undelivered.failed, undelivered.failed_games) {
             Some(jobs) => {
                 if !self.store.queue_jobs(&jobs).await? {
                     return Err(StoreError::Internal("no job queue for follow-ups".into()));
@@ -349,9 +375,43 @@ impl<S: ConnectionStore> FanoutNotifier<S> {
             store: &self.store,
             poster: &*self.poster,
         };
-        match fanout.enqueue(&event.client_id, &to, &frame).await {
+        let outcome = match (to, event.games) {
+            // A channel's event and its games' update: one job.
+            (Recipients::Channel(ch), Some(push)) => {
+                let mut job = Job::new(event.client_id.clone(), JobPart::Channel(ch), frame);
+                job.games = Some(GameUpdate {
+                    to: push.to,
+                    frame: push.frame,
+                });
+                fanout.queue_or_run(vec![job]).await
+            }
+            (to, games) => {
+                if let Some(push) = games {
+                    self.send_push(event.client_id.clone(), push).await;
+                }
+                fanout.enqueue(&event.client_id, &to, &frame).await
+            }
+        };
+        match outcome {
             Ok(r) => tracing::debug!(event = %event.name, ?r, "event delivered"),
             Err(e) => tracing::warn!(event = %event.name, error = %e, "event not delivered"),
+        }
+    }
+}
+
+impl<S: ConnectionStore> FanoutNotifier<S> {
+    /// A GameLink update: one job for the topic's subscribers, queued when
+    /// the store can (the write that caused it does not wait on delivery).
+    async fn send_push(&self, client: ClientId, push: Push) {
+        let fanout = Fanout {
+            store: &self.store,
+            poster: &*self.poster,
+        };
+        let topic = push.to.topic.clone();
+        let job = Job::new(client, JobPart::Subscribers(push.to), push.frame);
+        match fanout.queue_or_run(vec![job]).await {
+            Ok(r) => tracing::debug!(%topic, ?r, "update pushed"),
+            Err(e) => tracing::warn!(%topic, error = %e, "update not pushed"),
         }
     }
 }
@@ -359,5 +419,9 @@ impl<S: ConnectionStore> FanoutNotifier<S> {
 impl<S: ConnectionStore> Notifier for FanoutNotifier<S> {
     fn notify(&self, event: Event) -> NotifyFuture<'_> {
         Box::pin(self.send(event))
+    }
+
+    fn push(&self, client: ClientId, push: Push) -> NotifyFuture<'_> {
+        Box::pin(self.send_push(client, push))
     }
 }

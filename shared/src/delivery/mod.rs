@@ -11,17 +11,20 @@
 //!   for tests) and [`local::NoopNotifier`].
 //! - [`fanout`]: the service that finds a send's recipients in the
 //!   connection store and posts to each.
+//! - [`send`]: a send's envelope, budget and fan-out (REST and GameLink).
 
 pub mod fanout;
 pub mod local;
 pub mod management;
+pub mod send;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::ids::ConnectionId;
+use crate::gamelink::push::Push;
+use crate::ids::{ClientId, ConnectionId};
 use crate::realtime::event::Event;
 
 /// Why one post failed.
@@ -53,4 +56,11 @@ pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// Object-safe so one process can pick its adapter at start-up.
 pub trait Notifier: Send + Sync {
     fn notify(&self, event: Event) -> NotifyFuture<'_>;
+
+    /// Delivers a GameLink update to the games subscribed to its topic;
+    /// adapters without games drop it.
+    fn push(&self, client: ClientId, push: Push) -> NotifyFuture<'_> {
+        let _ = (client, push);
+        Box::pin(async {})
+    }
 }

@@ -100,6 +100,14 @@ impl GamelinkError {
     pub fn too_large(detail: impl Into<String>) -> Self {
         Self::new(413, "Payload Too Large", detail)
     }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(409, "Conflict", detail)
+    }
+
+    pub fn not_implemented(detail: impl Into<String>) -> Self {
+        Self::new(501, "Not Implemented", detail)
+    }
 }
 
 /// The REST errors as GameLink errors: the same status and reason, and no
@@ -120,6 +128,14 @@ impl From<ApiError> for GamelinkError {
             ApiError::Unavailable => Self::new(503, "Service Unavailable", detail),
             ApiError::Internal => Self::new(500, "Internal Server Error", detail),
         }
+    }
+}
+
+/// Store failures as the REST API reports them (503 retryable, 500 with
+/// the cause only logged).
+impl From<crate::error::StoreError> for GamelinkError {
+    fn from(e: crate::error::StoreError) -> Self {
+        ApiError::from(e).into()
     }
 }
 

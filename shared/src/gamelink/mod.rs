@@ -10,5 +10,9 @@
 //! its action and target, and answer every request exactly once.
 
 pub mod authentication;
+pub mod datastream;
 pub mod envelope;
+pub mod poll;
+pub mod push;
+pub mod session;
 pub mod state;

@@ -37,6 +37,35 @@ pub fn target_of(action: &str, data: &Value) -> Result<StateTarget, GamelinkErro
     }
 }
 
+/// Which config a `config` request is about (`schema/game_config.h`): `get`
+/// may also ask for both at once (`combined`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigTarget {
+    One(StateTarget),
+    Combined,
+}
+
+/// The config `action` names in its body's `config_id`. `set` and `patch`
+/// name none: a game writes its channel's config.
+pub fn config_target_of(action: &str, data: &Value) -> Result<ConfigTarget, GamelinkError> {
+    if matches!(action, "set" | "patch") {
+        return Ok(ConfigTarget::One(StateTarget::Channel));
+    }
+    match data.get("config_id").and_then(Value::as_str) {
+        Some("channel") => Ok(ConfigTarget::One(StateTarget::Channel)),
+        Some("extension") => Ok(ConfigTarget::One(StateTarget::Extension)),
+        Some("combined") if action == "get" => Ok(ConfigTarget::Combined),
+        _ => Err(GamelinkError::bad_request(format!(
+            "{action} config needs config_id: \"channel\" or \"extension\"{}",
+            if action == "get" {
+                " or \"combined\""
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -68,5 +97,25 @@ mod tests {
         );
         assert_eq!(target_of("set", &Value::Null).unwrap_err().number, 400);
         assert_eq!(StateTarget::Extension.as_str(), "extension");
+    }
+
+    #[test]
+    fn config_targets() {
+        let one = |t| ConfigTarget::One(t);
+        assert_eq!(
+            config_target_of("get", &json!({"config_id": "combined"})).unwrap(),
+            ConfigTarget::Combined
+        );
+        assert_eq!(
+            config_target_of("subscribe", &json!({"config_id": "extension"})).unwrap(),
+            one(StateTarget::Extension)
+        );
+        assert_eq!(
+            config_target_of("set", &json!({"config": {}})).unwrap(),
+            one(StateTarget::Channel)
+        );
+        let e = config_target_of("subscribe", &json!({"config_id": "combined"})).unwrap_err();
+        assert!(!e.detail.contains("combined"), "{}", e.detail);
+        assert_eq!(config_target_of("get", &json!({})).unwrap_err().number, 400);
     }
 }

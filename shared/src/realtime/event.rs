@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::gamelink::push::Push;
 use crate::ids::{ChannelId, ClientId};
 
 /// Who should receive an event.
@@ -18,4 +19,7 @@ pub struct Event {
     /// e.g. `channel_state_update`, `json_store_update:<id>`.
     pub name: String,
     pub data: Value,
+    /// The GameLink update that goes with it, if any (a channel's state
+    /// write reaches its viewers and its subscribed games in one job).
+    pub games: Option<Push>,
 }

@@ -1,6 +1,7 @@
 //! Who receives a send, and the parts a big fan-out is cut into.
 
 use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
+use crate::realtime::subscription::Subscription;
 
 /// A real-time event older than this (seconds since its send) is dropped
 /// rather than delivered late: after a backlog, a viewer is better served by
@@ -42,6 +43,17 @@ pub struct Job {
     pub sent_at: Option<i64>,
     /// 0 for a send's own job; n for the n-th follow-up of failed recipients.
     pub attempt: u32,
+    /// A GameLink update that rides along: the games subscribed to its
+    /// topic receive its frame in this same job (one stream record and one
+    /// invocation for a channel's viewers and games alike).
+    pub games: Option<GameUpdate>,
+}
+
+/// The games' half of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameUpdate {
+    pub to: Subscription,
+    pub frame: String,
 }
 
 impl Job {
@@ -53,6 +65,7 @@ impl Job {
             frame,
             sent_at: Some(crate::clock::now_secs()),
             attempt: 0,
+            games: None,
         }
     }
 
@@ -62,24 +75,34 @@ impl Job {
             .is_some_and(|sent| now - sent > MAX_EVENT_AGE_SECS)
     }
 
-    /// The follow-up jobs for recipients whose posts failed, or None when
-    /// this job was the last follow-up allowed.
-    pub fn follow_ups(&self, failed: Vec<ConnectionId>) -> Option<Vec<Job>> {
+    /// The follow-up jobs for recipients whose posts failed (`failed` got
+    /// the job's frame, `failed_games` its games' frame), or None when this
+    /// job was the last follow-up allowed.
+    pub fn follow_ups(
+        &self,
+        failed: Vec<ConnectionId>,
+        failed_games: Vec<ConnectionId>,
+    ) -> Option<Vec<Job>> {
         if self.attempt >= MAX_RETRY_JOBS {
             return None;
         }
-        Some(
-            failed
-                .chunks(RETRY_JOB_RECIPIENTS)
+        let retries = |ids: Vec<ConnectionId>, frame: &str| -> Vec<Job> {
+            ids.chunks(RETRY_JOB_RECIPIENTS)
                 .map(|ids| Job {
                     client_id: self.client_id.clone(),
                     part: JobPart::Retry(ids.to_vec()),
-                    frame: self.frame.clone(),
+                    frame: frame.to_string(),
                     sent_at: self.sent_at,
                     attempt: self.attempt + 1,
+                    games: None,
                 })
-                .collect(),
-        )
+                .collect()
+        };
+        let mut jobs = retries(failed, &self.frame);
+        if let Some(g) = &self.games {
+            jobs.extend(retries(failed_games, &g.frame));
+        }
+        Some(jobs)
     }
 
     /// How long a follow-up waits before it posts: 250 ms, 500 ms, 1 s (a
@@ -99,6 +122,8 @@ pub enum JobPart {
     Shard(u32),
     /// Named connections whose posts failed (a follow-up job).
     Retry(Vec<ConnectionId>),
+    /// The GameLink sessions subscribed to a topic.
+    Subscribers(Subscription),
 }
 
 #[cfg(test)]
@@ -120,7 +145,7 @@ mod tests {
             .collect();
         let mut j = job();
         for attempt in 1..=MAX_RETRY_JOBS {
-            let next = j.follow_ups(ids.clone()).expect("a follow-up");
+            let next = j.follow_ups(ids.clone(), vec![]).expect("a follow-up");
             assert_eq!(next.len(), 3);
             assert!(
                 next.iter()
@@ -133,7 +158,37 @@ mod tests {
             j = next.into_iter().next().unwrap();
             assert_eq!(j.backoff().as_millis(), 250 << (attempt - 1));
         }
-        assert!(j.follow_ups(ids).is_none(), "the last follow-up has none");
+        assert!(
+            j.follow_ups(ids, vec![]).is_none(),
+            "the last follow-up has none"
+        );
+    }
+
+    #[test]
+    fn a_games_follow_up_carries_the_games_frame() {
+        let ch = ChannelId::parse("1").unwrap();
+        let mut j = job();
+        j.games = Some(GameUpdate {
+            to: Subscription::channel(&ch, "state:channel"),
+            frame: "game".into(),
+        });
+        let (v, g) = (
+            ConnectionId::parse("v").unwrap(),
+            ConnectionId::parse("g").unwrap(),
+        );
+        let next = j.follow_ups(vec![v.clone()], vec![g.clone()]).unwrap();
+        let parts: Vec<(JobPart, &str)> = next
+            .iter()
+            .map(|n| (n.part.clone(), n.frame.as_str()))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                (JobPart::Retry(vec![v]), "{}"),
+                (JobPart::Retry(vec![g]), "game")
+            ]
+        );
+        assert!(next.iter().all(|n| n.games.is_none()));
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! - [`event`]: events the backend emits (state and vote updates)
 //! - [`job`]: who receives a send; the parts (jobs) of a big fan-out
 //! - [`rate`]: the send-rate window
+//! - [`subscription`]: the topics a game subscribes to (GameLink)
 
 pub mod envelope;
 pub mod event;
 pub mod job;
 pub mod rate;
+pub mod subscription;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;

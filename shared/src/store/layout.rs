@@ -65,6 +65,10 @@ impl DocKey {
     pub fn trivia_broadcaster(c: &ClientId, ch: &ChannelId) -> Self {
         Self::new(c, "tb", &[ch.as_str()])
     }
+    /// A channel's game metadata (GameLink `set gameMetadata`).
+    pub fn game_metadata(c: &ClientId, ch: &ChannelId) -> Self {
+        Self::new(c, "gm", &[ch.as_str()])
+    }
     pub fn partition_key(&self) -> &str {
         &self.pk
     }

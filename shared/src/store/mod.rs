@@ -30,10 +30,12 @@ use crate::aggregate::accumulate::Entry;
 use crate::aggregate::vote::{Ballot, Sums};
 use crate::codes::{AppendError, RedeemError, SetInfo, SetUpload, Standing};
 use crate::error::StoreError;
+use crate::gamelink::session::Session;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::limits::Limit;
 use crate::realtime::Connection;
 use crate::realtime::job::Job;
+use crate::realtime::subscription::Subscription;
 
 /// JSON documents: state, config and the JSON store.
 pub trait DocumentStore: Send + Sync + 'static {
@@ -361,6 +363,42 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Hands fan-out jobs to workers that run each on its own; false when
     /// this store has no workers (the caller runs the jobs itself).
     fn queue_jobs(&self, jobs: &[Job]) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a GameLink session (a game's connection), replacing the
+    /// record of that id: on open, and again when it logs in. A session is
+    /// not a viewer's connection: channel and extension-wide sends never
+    /// reach it, only the topics it subscribes to. `remove_connection`
+    /// forgets it with its subscriptions.
+    fn put_session(&self, s: &Session) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live session of a connection, if it is one.
+    fn session(
+        &self,
+        id: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    /// Adds a subscription to a logged-in session (idempotent); false,
+    /// recording nothing, when the session holds
+    /// `gamelink::session::MAX_SUBSCRIPTIONS` others already (or is gone).
+    fn subscribe(
+        &self,
+        s: &Session,
+        sub: &Subscription,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes a subscription (absent is fine).
+    fn unsubscribe(
+        &self,
+        s: &Session,
+        sub: &Subscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live sessions subscribed to `sub`.
+    fn subscribers(
+        &self,
+        client: &ClientId,
+        sub: &Subscription,
+    ) -> impl Future<Output = Result<Vec<ConnectionId>, StoreError>> + Send;
 }
 
 /// Fixed-window budgets (`limits`): broadcasts, wrong PINs. DynamoDB keeps

@@ -10,10 +10,12 @@ use medkit::auth::Role;
 use medkit::clock::now_secs;
 use medkit::delivery::fanout::Fanout;
 use medkit::delivery::{PostError, PostFuture, Poster};
+use medkit::gamelink::session::{Login, MAX_SUBSCRIPTIONS, Session};
 use medkit::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use medkit::limits::SENDS;
 use medkit::realtime::job::Recipients;
 use medkit::realtime::rate::SENDS_PER_WINDOW;
+use medkit::realtime::subscription::Subscription;
 use medkit::realtime::{Connection, EXTENSION_SHARDS, new_connection_id};
 use medkit::store::embedded::EmbeddedStore;
 use medkit::store::{ConnectionStore, LimitStore, Store};
@@ -373,6 +375,113 @@ async fn extension_wide_sends_reach_every_channel_once<S: Store>(s: S) {
     assert_eq!(r.sent, 0, "W3 is on ch3, not ch0");
 }
 
+fn logged_in(cl: &str, ch: &str, opened_at: i64) -> Session {
+    let s = Session::opened(new_connection_id(), client(cl), opened_at);
+    let login = Login {
+        channel: channel(ch),
+        token_id: "tok".into(),
+        game_id: None,
+    };
+    s.logged_in(login, opened_at + 3600)
+}
+
+/// GameLink sessions: recorded, logged in, subscribed and found per topic
+/// and scope; never among a channel's viewer connections; forgotten with
+/// their subscriptions; over when their time is.
+async fn sessions_and_subscriptions<S: Store>(s: S) {
+    let now = now_secs();
+    let pending = Session::opened(new_connection_id(), client("g1"), now);
+    s.put_session(&pending).await.unwrap();
+    assert_eq!(s.session(&pending.id).await.unwrap(), Some(pending.clone()));
+    assert!(
+        s.channel_connections(&client("g1"), &channel("7"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let a = logged_in("g1", "7", now);
+    let b = logged_in("g1", "7", now);
+    let other = logged_in("g1", "8", now);
+    let foreign = logged_in("g2", "7", now);
+    for x in [&a, &b, &other, &foreign] {
+        s.put_session(x).await.unwrap();
+    }
+    let state7 = Subscription::channel(&channel("7"), "state:channel");
+    let ext = Subscription::extension("config:extension");
+    assert!(s.subscribe(&a, &state7).await.unwrap());
+    assert!(s.subscribe(&a, &state7).await.unwrap(), "idempotent");
+    assert!(s.subscribe(&b, &state7).await.unwrap());
+    assert!(s.subscribe(&b, &ext).await.unwrap());
+    assert!(s.subscribe(&other, &ext).await.unwrap());
+    assert!(s.subscribe(&foreign, &state7).await.unwrap());
+    assert_eq!(
+        sorted(s.subscribers(&client("g1"), &state7).await.unwrap()),
+        sorted(vec![a.id.clone(), b.id.clone()])
+    );
+    assert_eq!(
+        sorted(s.subscribers(&client("g1"), &ext).await.unwrap()),
+        sorted(vec![b.id.clone(), other.id.clone()])
+    );
+    assert_eq!(
+        s.subscribers(&client("g2"), &state7).await.unwrap(),
+        vec![foreign.id.clone()]
+    );
+    // Logging in again (a new token) keeps the subscriptions.
+    let mut renewed = a.clone();
+    renewed.expires_at += 60;
+    s.put_session(&renewed).await.unwrap();
+    assert_eq!(s.session(&a.id).await.unwrap(), Some(renewed.clone()));
+    assert_eq!(
+        s.subscribers(&client("g1"), &state7).await.unwrap().len(),
+        2
+    );
+    s.unsubscribe(&a, &state7).await.unwrap();
+    s.unsubscribe(&a, &state7).await.unwrap();
+    assert_eq!(
+        s.subscribers(&client("g1"), &state7).await.unwrap(),
+        vec![b.id.clone()]
+    );
+    // Forgetting a session forgets its subscriptions; a viewer's record is not returned.
+    assert_eq!(s.remove_connection(&b.id).await.unwrap(), None);
+    assert!(s.session(&b.id).await.unwrap().is_none());
+    assert!(
+        s.subscribers(&client("g1"), &state7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.subscribers(&client("g1"), &ext).await.unwrap(),
+        vec![other.id.clone()]
+    );
+    // A gone session cannot subscribe.
+    assert!(!s.subscribe(&b, &state7).await.unwrap());
+    // The limit per session.
+    for i in 0..MAX_SUBSCRIPTIONS - 1 {
+        let sub = Subscription::channel(&channel("8"), format!("poll:{i}"));
+        assert!(s.subscribe(&other, &sub).await.unwrap(), "{i}");
+    }
+    let one_more = Subscription::channel(&channel("8"), "poll:last");
+    assert!(!s.subscribe(&other, &one_more).await.unwrap());
+    assert!(
+        s.subscribers(&client("g1"), &one_more)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.subscribe(&other, &ext).await.unwrap(),
+        "one it holds is fine"
+    );
+    // Over: an unauthenticated session past its window, a session past its token.
+    let late = Session::opened(new_connection_id(), client("g1"), now - 31);
+    s.put_session(&late).await.unwrap();
+    assert!(s.session(&late.id).await.unwrap().is_none());
+    let expired = logged_in("g1", "9", now - 7200);
+    s.put_session(&expired).await.unwrap();
+    assert!(s.session(&expired.id).await.unwrap().is_none());
+}
+
 macro_rules! contract {
     ($($name:ident);* $(;)?) => {
         mod embedded {
@@ -405,6 +514,7 @@ contract! {
     fanout_removes_gone_connections_and_retries_throttled_ones;
     gone_connections_are_deleted_only_within_the_deadline;
     extension_wide_sends_reach_every_channel_once;
+    sessions_and_subscriptions;
 }
 
 /// DynamoDB round trips: connect 1, disconnect 1, a send counted 1, a

@@ -338,6 +338,7 @@ async fn notifications_reach_the_channel_or_everyone() {
             audience: Audience::Channel(ChannelId::parse("20").unwrap()),
             name: "vote_update:poll".into(),
             data: json!({"id": "poll"}),
+            games: None,
         })
         .await;
     let got = received(&f.poster);
@@ -349,6 +350,7 @@ async fn notifications_reach_the_channel_or_everyone() {
             audience: Audience::Extension,
             name: "json_store_update:globalx".into(),
             data: json!(1),
+            games: None,
         })
         .await;
     let got = received(&f.poster);

@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 use medkit::auth::Role;
 use medkit::clock::now_secs;
+use medkit::delivery::fanout::FanoutNotifier;
+use medkit::env::Env;
+use medkit::gamelink::session::{Login, Session};
 use medkit::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
+use medkit::realtime::subscription::Subscription;
 use medkit::realtime::{Connection, new_connection_id, shard_of};
 use medkit::store::ConnectionStore;
 use medkit::store::dynamo::stream::StreamEvent;
@@ -40,20 +44,55 @@ async fn sample_events_run_through_the_lambda_entry() {
     let store = EmbeddedStore::in_memory();
     let viewer = sample_viewer();
     store.add_connection(&viewer).await.unwrap();
+    // A game of channel 1001 subscribed to its datastream.
+    let game = logged_in_game(&store).await;
     let poster = Arc::new(RecordingPoster::default());
-    let app = sample_app_with_poster(store, poster.clone());
+    let mut app = sample_app_with_poster(store.clone(), poster.clone());
+    Arc::get_mut(&mut app).unwrap().notifier = Arc::new(FanoutNotifier {
+        store,
+        poster: poster.clone(),
+        env: Env::Sandbox,
+    });
     let router = medkit_broadcast::router(app);
     let events = sample_events("broadcast");
-    assert_eq!(events.len(), 5, "one per endpoint, and GET with a body");
+    assert_eq!(
+        events.len(),
+        6,
+        "one per endpoint, GET with a body, and datastream"
+    );
     for (name, event) in events {
         let (status, body) = invoke(&router, &event).await;
         assert_eq!(status, 200, "{name}: {body}");
-        // Each reaches the sample viewer: broadcast, whisper to U2002, global,
-        // whisper_self (the viewer's own token), pusher.
         let got: Vec<(ConnectionId, serde_json::Value)> = poster.take();
         assert_eq!(got.len(), 1, "{name}");
-        assert_eq!(got[0].0, viewer.id);
+        if name.contains("datastream") {
+            // The datastream's events reach the subscribed game.
+            assert_eq!(got[0].0, game);
+            assert_eq!(got[0].1["meta"]["target"], "datastream");
+            assert_eq!(got[0].1["data"]["events"][0]["event"]["type"], "cheer");
+        } else {
+            // Each reaches the sample viewer: broadcast, whisper to U2002,
+            // global, whisper_self (the viewer's own token), pusher.
+            assert_eq!(got[0].0, viewer.id);
+        }
     }
+}
+
+/// A GameLink session of channel 1001, subscribed to its datastream.
+async fn logged_in_game(store: &EmbeddedStore) -> ConnectionId {
+    let client = ClientId::parse(SAMPLE_CLIENT_ID).unwrap();
+    let channel = ChannelId::parse("1001").unwrap();
+    let login = Login {
+        channel: channel.clone(),
+        token_id: "tok".into(),
+        game_id: None,
+    };
+    let session =
+        Session::opened(new_connection_id(), client, now_secs()).logged_in(login, now_secs() + 600);
+    store.put_session(&session).await.unwrap();
+    let sub = Subscription::channel(&channel, medkit::gamelink::datastream::TOPIC);
+    assert!(store.subscribe(&session, &sub).await.unwrap());
+    session.id
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@ use medkit::auth::{Role, claims_for};
 use medkit::env::Env;
 use medkit::ids::{ChannelId, ClientId, ConnectionId};
 use medkit::realtime::EXTENSION_SHARDS;
-use medkit::store::ConnectionStore;
 use medkit::store::embedded::EmbeddedStore;
+use medkit::store::{AuthStore, ConnectionStore};
 use medkit::testing::{CLIENT_ID, SAMPLE_CLIENT_ID, app, sample_app, sample_events, sign, token};
 use serde_json::{Value, json};
 
@@ -104,7 +104,20 @@ fn body_json(r: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Value {
 async fn sample_events_run_through_the_lambda_entry() {
     let app = sample_app(EmbeddedStore::in_memory());
     let events = sample_events("socket");
-    assert_eq!(events.len(), 4, "$connect, two $default, $disconnect");
+    assert_eq!(
+        events.len(),
+        9,
+        "a viewer: $connect, two $default, $disconnect; a game: $connect, three frames, $disconnect"
+    );
+    // The PIN the GameLink sample logs in with, as `POST gamelink/token` makes one.
+    let client = ClientId::parse(SAMPLE_CLIENT_ID).unwrap();
+    let channel = ChannelId::parse("1001").unwrap();
+    assert!(
+        app.store
+            .create_game_pin(&client, "SMPL23", &channel, "sample-token", 300)
+            .await
+            .unwrap()
+    );
     let mut answers = Vec::new();
     for (name, text) in &events {
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_str(text).expect(name);
@@ -117,13 +130,25 @@ async fn sample_events_run_through_the_lambda_entry() {
     }
     assert_eq!(answers[1], json!({"type": "pong"}));
     assert_eq!(answers[2]["type"], "error");
+    assert_eq!(answers[5]["data"]["twitch_id"], "1001", "{}", answers[5]);
+    assert_eq!(
+        answers[6]["data"],
+        json!({"ok": true, "state": {"level": 2}})
+    );
+    assert_eq!(answers[7]["data"], json!({"ok": true}));
+    assert_eq!(answers[7]["meta"]["request_id"], 3);
     assert_eq!(stored(&app, SAMPLE_CLIENT_ID).await, 0, "disconnected");
+    let game = ConnectionId::parse("sample-game-1=").unwrap();
+    assert!(
+        app.store.session(&game).await.unwrap().is_none(),
+        "the game's session is gone"
+    );
 }
 
 #[tokio::test]
 async fn malformed_events_get_a_clear_error_not_a_crash() {
     let app = sample_app(EmbeddedStore::in_memory());
-    // A $connect without a connection id, and one without a token.
+    // A $connect without a connection id.
     let no_id: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json!({"requestContext": {
         "routeKey": "$connect", "connectedAt": 0, "requestTimeEpoch": 0
     }}))
@@ -138,7 +163,20 @@ async fn malformed_events_get_a_clear_error_not_a_crash() {
         "queryStringParameters": {"client_id": SAMPLE_CLIENT_ID}
     }))
     .unwrap();
+    // Without a token it is a game's connection (GameLink authenticates
+    // in-band): accepted, but no viewer's connection.
     let r = medkit_socket::handle(&app, no_token).await;
+    assert_eq!(r.status_code, 200);
+    assert_eq!(stored(&app, SAMPLE_CLIENT_ID).await, 0);
+    // An empty token is still a viewer's connect, and refused.
+    let empty_token: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json!({
+        "requestContext": {
+            "routeKey": "$connect", "connectionId": "x2=", "connectedAt": 0, "requestTimeEpoch": 0
+        },
+        "queryStringParameters": {"client_id": SAMPLE_CLIENT_ID, "token": ""}
+    }))
+    .unwrap();
+    let r = medkit_socket::handle(&app, empty_token).await;
     assert_eq!(r.status_code, 401);
     assert_eq!(body_json(&r)["reason"], "query parameter token is required");
     assert_eq!(stored(&app, SAMPLE_CLIENT_ID).await, 0);

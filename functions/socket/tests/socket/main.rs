@@ -2,4 +2,5 @@
 //! (each binary is a full link of the AWS SDK).
 
 mod api;
+mod gamelink;
 mod runtime;

@@ -3,6 +3,7 @@
 
 mod common;
 mod faults;
+mod gamelink;
 mod lambda_path;
 mod realtime;
 mod security;

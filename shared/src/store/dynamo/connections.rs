@@ -13,6 +13,8 @@
 //! | `by_opaque`  | `go` = client\|opaque  | all                 | whispers |
 //! | `by_user`    | `gu` = client\|user id | all                 | whispers by Twitch id |
 //!
+//! GameLink sessions live in the same table (see [`super::sessions`]).
+//!
 //! Attributes: `cl` client, `ch` channel, `ou` opaque id, `uid` user id, `ro`
 //! role, `ca` connected at, `pi` present when a PIN-issued token connected. A job is
 //! `<client>|job|<part>` / `<seq>|<nonce>` with the frame `fr` (see
@@ -27,9 +29,11 @@ use super::schema::{BY_CHANNEL, BY_OPAQUE, BY_SHARD, BY_USER};
 use crate::auth::Role;
 use crate::clock::now_secs;
 use crate::error::StoreError;
+use crate::gamelink::session::Session;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::realtime::Connection;
-use crate::realtime::job::{Job, JobPart};
+use crate::realtime::job::{GameUpdate, Job, JobPart};
+use crate::realtime::subscription::Subscription;
 use crate::store::ConnectionStore;
 use crate::store::layout::SINGLE;
 
@@ -49,6 +53,9 @@ pub const JOB_PART: &str = "pt";
 pub const JOB_SENT_AT: &str = "at";
 pub const JOB_ATTEMPT: &str = "n";
 pub const JOB_TO: &str = "to";
+/// A job's games' update: the subscription (encoded) and its frame.
+pub const JOB_GAMES_TO: &str = "gt";
+pub const JOB_GAMES_FRAME: &str = "gf";
 
 /// A job item's attributes as a stream record (or a test) holds them.
 pub trait JobImage {
@@ -179,7 +186,13 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(sdk_err)?;
-        Ok(out.attributes.as_ref().and_then(item_conn))
+        let Some(old) = out.attributes else {
+            return Ok(None);
+        };
+        // A game's session: its subscriptions go with it (they would expire
+        // with it anyway, and meanwhile be found gone by every push).
+        self.forget_subscriptions(&old).await?;
+        Ok(item_conn(&old))
     }
 
     async fn channel_connections(
@@ -257,6 +270,30 @@ impl ConnectionStore for DynamoStore {
         self.batch_write(&self.tables.connections, requests).await?;
         Ok(true)
     }
+
+    async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.write_session(session).await
+    }
+
+    async fn session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+        self.read_session(id).await
+    }
+
+    async fn subscribe(&self, session: &Session, sub: &Subscription) -> Result<bool, StoreError> {
+        self.add_subscription(session, sub).await
+    }
+
+    async fn unsubscribe(&self, session: &Session, sub: &Subscription) -> Result<(), StoreError> {
+        self.remove_subscription(session, sub).await
+    }
+
+    async fn subscribers(
+        &self,
+        client: &ClientId,
+        sub: &Subscription,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        self.list_subscribers(client, sub).await
+    }
 }
 
 /// The partition key part of a job. A channel's jobs share one
@@ -270,6 +307,7 @@ fn job_part_key(part: &JobPart) -> String {
         JobPart::Channel(ch) => format!("c:{ch}"),
         JobPart::Shard(n) => format!("s:{n}"),
         JobPart::Retry(_) => format!("r:{}", crate::random::token_id(16)),
+        JobPart::Subscribers(sub) => format!("g:{}", sub.encode()),
     }
 }
 
@@ -301,6 +339,10 @@ fn job_item(job: &Job, expires_at: i64) -> Item {
         item.insert(JOB_SENT_AT.into(), n(sent));
     }
     item.insert(JOB_ATTEMPT.into(), n(job.attempt as i64));
+    if let Some(g) = &job.games {
+        item.insert(JOB_GAMES_TO.into(), s(g.to.encode()));
+        item.insert(JOB_GAMES_FRAME.into(), s(g.frame.clone()));
+    }
     item.insert("expires_at".into(), n(expires_at));
     item
 }
@@ -322,6 +364,7 @@ pub(super) fn job_from_image(image: &dyn JobImage) -> Option<Job> {
         other => match other.split_once(':')? {
             ("c", ch) => JobPart::Channel(ChannelId::parse(ch).ok()?),
             ("s", n) => JobPart::Shard(n.parse().ok()?),
+            ("g", sub) => JobPart::Subscribers(Subscription::decode(sub)?),
             _ => return None,
         },
     };
@@ -336,6 +379,13 @@ pub(super) fn job_from_image(image: &dyn JobImage) -> Option<Job> {
         attempt: match image.text(JOB_ATTEMPT) {
             Some(t) => t.parse().ok()?,
             None => 0,
+        },
+        games: match (image.text(JOB_GAMES_TO), image.text(JOB_GAMES_FRAME)) {
+            (Some(to), Some(frame)) => Some(GameUpdate {
+                to: Subscription::decode(to)?,
+                frame: frame.to_string(),
+            }),
+            _ => None,
         },
     })
 }
@@ -390,6 +440,7 @@ mod tests {
             frame: "{}".into(),
             sent_at: Some(1_000),
             attempt: 2,
+            games: None,
         }
     }
 
@@ -402,11 +453,22 @@ mod tests {
         for part in [
             JobPart::Shard(7),
             JobPart::Channel(ChannelId::parse("42").unwrap()),
+            JobPart::Subscribers(Subscription::channel(
+                &ChannelId::parse("42").unwrap(),
+                "state:channel",
+            )),
             retry,
         ] {
             let j = job(part);
             assert_eq!(job_from_image(&Image(job_item(&j, 100))), Some(j));
         }
+        // A channel's event with its games' update.
+        let mut both = job(JobPart::Channel(ChannelId::parse("42").unwrap()));
+        both.games = Some(GameUpdate {
+            to: Subscription::channel(&ChannelId::parse("42").unwrap(), "state:channel"),
+            frame: "{\"meta\":{}}".into(),
+        });
+        assert_eq!(job_from_image(&Image(job_item(&both, 100))), Some(both));
         let mut bad = job_item(&job(JobPart::Shard(1)), 100);
         bad.insert(JOB_PART.into(), s("x:1"));
         assert!(job_from_image(&Image(bad)).is_none());

@@ -16,6 +16,7 @@ mod generation;
 mod items;
 mod limits;
 mod schema;
+mod sessions;
 pub mod stream;
 
 use std::sync::Arc;

@@ -9,9 +9,11 @@ use std::sync::{Mutex, MutexGuard};
 use super::EmbeddedStore;
 use crate::clock::now_secs;
 use crate::error::StoreError;
+use crate::gamelink::session::{MAX_SUBSCRIPTIONS, Session};
 use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
 use crate::realtime::Connection;
 use crate::realtime::job::Job;
+use crate::realtime::subscription::Subscription;
 use crate::store::ConnectionStore;
 
 #[derive(Default)]
@@ -27,6 +29,9 @@ struct Index {
     /// Opaque ids and Twitch user ids alike.
     by_viewer: HashMap<(ClientId, String), HashSet<ConnectionId>>,
     by_shard: HashMap<(ClientId, u32), HashSet<ConnectionId>>,
+    /// GameLink sessions, with the subscriptions each holds.
+    sessions: HashMap<ConnectionId, (Session, HashSet<Subscription>)>,
+    subscribers: HashMap<(ClientId, Subscription), HashSet<ConnectionId>>,
 }
 
 fn viewer_keys(c: &Connection) -> Vec<(ClientId, String)> {
@@ -59,6 +64,7 @@ impl Index {
     }
 
     fn remove(&mut self, id: &ConnectionId) -> Option<Connection> {
+        self.remove_session(id);
         let c = self.by_id.remove(id)?;
         if let Some(ch) = &c.channel_id {
             unlink(&mut self.by_channel, (c.client_id.clone(), ch.clone()), id);
@@ -68,6 +74,14 @@ impl Index {
         }
         unlink(&mut self.by_shard, (c.client_id.clone(), c.shard()), id);
         Some(c)
+    }
+
+    fn remove_session(&mut self, id: &ConnectionId) {
+        if let Some((session, subs)) = self.sessions.remove(id) {
+            for sub in subs {
+                unlink(&mut self.subscribers, (session.client_id.clone(), sub), id);
+            }
+        }
     }
 
     /// The live ones among `ids`; expired ones are dropped on the way.
@@ -185,5 +199,76 @@ impl ConnectionStore for EmbeddedStore {
 
     async fn queue_jobs(&self, _jobs: &[Job]) -> Result<bool, StoreError> {
         Ok(false)
+    }
+
+    async fn put_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut index = self.live.lock();
+        let subs = match index.sessions.remove(&session.id) {
+            Some((_, subs)) => subs,
+            None => HashSet::new(),
+        };
+        index
+            .sessions
+            .insert(session.id.clone(), (session.clone(), subs));
+        Ok(())
+    }
+
+    async fn session(&self, id: &ConnectionId) -> Result<Option<Session>, StoreError> {
+        let now = now_secs();
+        let mut index = self.live.lock();
+        match index.sessions.get(id) {
+            Some((s, _)) if !s.is_over(now) => Ok(Some(s.clone())),
+            Some(_) => {
+                index.remove_session(id);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn subscribe(&self, session: &Session, sub: &Subscription) -> Result<bool, StoreError> {
+        let mut index = self.live.lock();
+        let Some((_, subs)) = index.sessions.get_mut(&session.id) else {
+            return Ok(false);
+        };
+        if !subs.contains(sub) {
+            if subs.len() >= MAX_SUBSCRIPTIONS {
+                return Ok(false);
+            }
+            subs.insert(sub.clone());
+        }
+        index
+            .subscribers
+            .entry((session.client_id.clone(), sub.clone()))
+            .or_default()
+            .insert(session.id.clone());
+        Ok(true)
+    }
+
+    async fn unsubscribe(&self, session: &Session, sub: &Subscription) -> Result<(), StoreError> {
+        let mut index = self.live.lock();
+        if let Some((_, subs)) = index.sessions.get_mut(&session.id) {
+            subs.remove(sub);
+        }
+        let key = (session.client_id.clone(), sub.clone());
+        unlink(&mut index.subscribers, key, &session.id);
+        Ok(())
+    }
+
+    async fn subscribers(
+        &self,
+        client: &ClientId,
+        sub: &Subscription,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let now = now_secs();
+        let mut index = self.live.lock();
+        let ids = members(&index.subscribers, &(client.clone(), sub.clone()));
+        let (live, over): (Vec<_>, Vec<_>) = ids
+            .into_iter()
+            .partition(|id| index.sessions.get(id).is_some_and(|(s, _)| !s.is_over(now)));
+        for id in over {
+            index.remove_session(&id);
+        }
+        Ok(live)
     }
 }

@@ -1,0 +1,658 @@
+//! GameLink end to end: a game client of our own, speaking the frames
+//! exactly as Muxy's GameLink library sends them (keys in sorted order,
+//! `target` left out when empty, `data` when there is none), against the
+//! real `medkit serve` binary, on the embedded store and on DynamoDB Local.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use medkit::realtime::envelope::decode_message;
+use reqwest::Method as M;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{dynamodb, send};
+use crate::realtime::{Ctx, Ws, next_frame};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(400);
+
+/// A game's connection, as the SDK drives it.
+pub(crate) struct Game {
+    ws: Ws,
+    next_id: u16,
+    /// Pushed updates that arrived while waiting for a reply.
+    updates: VecDeque<Value>,
+}
+
+/// A frame as the library serializes it.
+pub(crate) fn frame(action: &str, request_id: u16, target: &str, data: Option<&Value>) -> String {
+    let params = if target.is_empty() {
+        format!(r#"{{"request_id":{request_id}}}"#)
+    } else {
+        format!(
+            r#"{{"request_id":{request_id},"target":{}}}"#,
+            json!(target)
+        )
+    };
+    match data {
+        Some(d) => format!(
+            r#"{{"action":{},"data":{d},"params":{params}}}"#,
+            json!(action)
+        ),
+        None => format!(r#"{{"action":{},"params":{params}}}"#, json!(action)),
+    }
+}
+
+impl Game {
+    /// Connects at the SDK's URL, `ws://host/<version>/<client id>`.
+    pub(crate) async fn connect(ctx: &Ctx) -> Game {
+        let url = format!(
+            "{}/0.2.0/{}",
+            ctx.server.base.replacen("http://", "ws://", 1),
+            ctx.client_id
+        );
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("a game connects without a token");
+        Game {
+            ws,
+            next_id: 1,
+            updates: VecDeque::new(),
+        }
+    }
+
+    pub(crate) async fn send_raw(&mut self, text: String) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// The next frame that is not an update.
+    async fn reply(&mut self) -> Value {
+        loop {
+            let f = next_frame(&mut self.ws, WAIT).await.expect("a reply");
+            if f["meta"]["action"] == "update" {
+                self.updates.push_back(f);
+            } else {
+                return f;
+            }
+        }
+    }
+
+    /// Sends one request and returns its reply (which must carry its id).
+    pub(crate) async fn request(
+        &mut self,
+        action: &str,
+        target: &str,
+        data: Option<Value>,
+    ) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_raw(frame(action, id, target, data.as_ref()))
+            .await;
+        let r = self.reply().await;
+        assert_eq!(r["meta"]["request_id"], id, "{r}");
+        assert_eq!(r["meta"]["action"], action, "{r}");
+        assert_eq!(r["meta"]["target"], target, "{r}");
+        assert!(r["meta"]["timestamp"].as_i64().unwrap() > 0, "{r}");
+        r
+    }
+
+    /// A request that must succeed: its `data`.
+    pub(crate) async fn ok(&mut self, action: &str, target: &str, data: Option<Value>) -> Value {
+        let r = self.request(action, target, data).await;
+        assert!(r.get("errors").is_none(), "{action} {target}: {r}");
+        r["data"].clone()
+    }
+
+    /// A request that must fail: its error's number and detail.
+    pub(crate) async fn refused(
+        &mut self,
+        action: &str,
+        target: &str,
+        data: Option<Value>,
+    ) -> (u64, String) {
+        let r = self.request(action, target, data).await;
+        assert!(r.get("data").is_none(), "{r}");
+        let e = &r["errors"][0];
+        (
+            e["number"].as_u64().unwrap(),
+            e["detail"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The next pushed update of `target`, within `wait`.
+    pub(crate) async fn update(&mut self, target: &str, wait: Duration) -> Option<Value> {
+        if let Some(i) = self
+            .updates
+            .iter()
+            .position(|u| u["meta"]["target"] == target)
+        {
+            return self.updates.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let f = next_frame(&mut self.ws, left).await?;
+            if f["meta"]["action"] == "update" && f["meta"]["target"] == target {
+                assert_eq!(f["meta"]["request_id"], 65535, "{f}");
+                return Some(f);
+            }
+            self.updates.push_back(f);
+        }
+    }
+
+    pub(crate) async fn login_with_pin(&mut self, ctx: &Ctx, pin: &str) -> Value {
+        self.ok(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "pin": pin})),
+        )
+        .await
+    }
+}
+
+/// A GameLink PIN for `channel`, as the broadcaster's extension asks for it.
+pub(crate) async fn game_pin(ctx: &Ctx, channel: &str) -> String {
+    let caster = ctx.token("broadcaster", channel, Some(channel)).await;
+    let (s, v) = ctx.post("gamelink/token", &caster, json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A game logged in to `channel`.
+pub(crate) async fn logged_in_game(ctx: &Ctx, channel: &str) -> (Game, Value) {
+    let pin = game_pin(ctx, channel).await;
+    let mut game = Game::connect(ctx).await;
+    let login = game.login_with_pin(ctx, &pin).await;
+    (game, login)
+}
+
+fn ctx_on(store: Option<&str>, extra: &[&str]) -> Ctx {
+    match store {
+        None => Ctx::start(extra),
+        Some(endpoint) => {
+            let prefix = format!("gl{}-", medkit::random::token_id(8).to_lowercase());
+            let mut args = vec!["--dynamodb-endpoint", endpoint, "--table-prefix", &prefix];
+            args.extend_from_slice(extra);
+            Ctx::start(&args)
+        }
+    }
+}
+
+/// PIN login, refusals before it, the state and config verbs with their
+/// pushes both ways, a game's broadcast, and the small targets.
+async fn a_games_session(ctx: &Ctx) {
+    let mut game = Game::connect(ctx).await;
+    // Before authentication everything else is refused, and nothing happens.
+    let (n, detail) = game
+        .refused("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(n, 401, "{detail}");
+    assert!(detail.contains("authenticate"), "{detail}");
+    let (n, _) = game
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "pin": "WRONG1"})),
+        )
+        .await;
+    assert_eq!(n, 401);
+    let (n, detail) = game
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": "other-extension", "pin": "ABC123"})),
+        )
+        .await;
+    assert_eq!(n, 401, "{detail}");
+    let pin = game_pin(ctx, "1001").await;
+    let login = game.login_with_pin(ctx, &pin).await;
+    assert_eq!(login["twitch_id"], "1001");
+    let jwt = login["jwt"].as_str().unwrap();
+    assert!(login["refresh"].as_str().unwrap().len() > 20);
+    // The game's token is the broadcaster's: REST accepts it for that channel.
+    let (s, v) = send(
+        M::GET,
+        &ctx.url("channel_state"),
+        Some(&ctx.auth(jwt)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // A refresh token is no caller on REST.
+    let refresh = login["refresh"].as_str().unwrap();
+    let (s, _) = send(
+        M::GET,
+        &ctx.url("channel_state"),
+        Some(&ctx.auth(refresh)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 401);
+    // The PIN is single-use.
+    let mut second = Game::connect(ctx).await;
+    let (n, _) = second
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "pin": pin})),
+        )
+        .await;
+    assert_eq!(n, 401);
+    let (n, _) = game
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "pin": pin})),
+        )
+        .await;
+    assert_eq!(n, 409, "already authenticated");
+
+    // State: set, get, patch; pushes to the game and to viewers.
+    let mut viewer = ctx.viewer_socket("1001", "77").await;
+    game.ok("subscribe", "state", Some(json!({"topic_id": "channel"})))
+        .await;
+    let set = game
+        .ok(
+            "set",
+            "state",
+            Some(json!({"state_id": "channel", "state": {"level": 1, "boss": "slime"}})),
+        )
+        .await;
+    assert_eq!(
+        set,
+        json!({"ok": true, "state": {"level": 1, "boss": "slime"}})
+    );
+    let pushed = game.update("channel", WAIT).await.expect("a state update");
+    assert_eq!(pushed["data"]["state"]["boss"], "slime");
+    assert_eq!(pushed["data"]["topic_id"], "channel");
+    let seen = next_frame(&mut viewer, WAIT)
+        .await
+        .expect("the viewer hears it");
+    let env = decode_message(seen["message"].as_str().unwrap()).unwrap();
+    // Events are scoped `<env>:<client id>:<name>`, as the official client expects.
+    let scoped = |name: &str| format!("sandbox:{}:{name}", ctx.client_id);
+    assert_eq!(env["event"], scoped("channel_state_update"), "{env}");
+    assert_eq!(env["data"]["level"], 1);
+    let patched = game
+        .ok(
+            "patch",
+            "state",
+            Some(json!({"state_id": "channel", "state": [
+                {"op": "replace", "path": "/level", "value": 2},
+                {"op": "add", "path": "/hp", "value": 30}
+            ]})),
+        )
+        .await;
+    assert_eq!(
+        patched["state"],
+        json!({"level": 2, "boss": "slime", "hp": 30})
+    );
+    game.update("channel", WAIT)
+        .await
+        .expect("the patch's update");
+    let got = game
+        .ok("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(got["state"]["hp"], 30);
+    // A REST write by the broadcaster reaches the subscribed game.
+    let caster = ctx.token("broadcaster", "1001", Some("1001")).await;
+    let (s, _) = ctx
+        .post("channel_state", &caster, json!({"from": "rest"}))
+        .await;
+    assert_eq!(s, 200);
+    let pushed = game.update("channel", WAIT).await.expect("REST's update");
+    assert_eq!(pushed["data"]["state"], json!({"from": "rest"}));
+    // A patch that fails changes nothing and leaves the connection usable.
+    let (n, _) = game
+        .refused(
+            "patch",
+            "state",
+            Some(json!({"state_id": "channel", "state": [{"op": "remove", "path": "/nope"}]})),
+        )
+        .await;
+    assert_eq!(n, 400);
+    // The REST rules: a broadcaster may not write extension state.
+    let (n, _) = game
+        .refused(
+            "set",
+            "state",
+            Some(json!({"state_id": "extension", "state": {}})),
+        )
+        .await;
+    assert_eq!(n, 403);
+    let got = game
+        .ok("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(got["state"], json!({"from": "rest"}));
+    // Unsubscribed: no more updates.
+    game.ok("unsubscribe", "state", Some(json!({"topic_id": "channel"})))
+        .await;
+    ctx.post("channel_state", &caster, json!({"later": true}))
+        .await;
+    assert!(game.update("channel", QUIET).await.is_none());
+    // Extension state written by the extension reaches games subscribed to it.
+    game.ok("subscribe", "state", Some(json!({"topic_id": "extension"})))
+        .await;
+    let admin = ctx.token("admin", "1001", None).await;
+    let (s, _) = ctx
+        .post("extension_state", &admin, json!({"season": 3}))
+        .await;
+    assert_eq!(s, 200);
+    let pushed = game
+        .update("extension", WAIT)
+        .await
+        .expect("extension state");
+    assert_eq!(pushed["data"]["state"]["season"], 3);
+
+    // Config.
+    game.ok("subscribe", "config", Some(json!({"config_id": "channel"})))
+        .await;
+    let set = game
+        .ok(
+            "set",
+            "config",
+            Some(json!({"config": {"difficulty": "hard"}})),
+        )
+        .await;
+    assert_eq!(set["config_id"], "channel");
+    assert_eq!(set["config"]["difficulty"], "hard");
+    let pushed = game.update("config", WAIT).await.expect("a config update");
+    assert_eq!(
+        pushed["data"],
+        json!({"config": {"difficulty": "hard"}, "config_id": "channel"})
+    );
+    let (s, _) = ctx
+        .post("config/channel", &caster, json!({"difficulty": "easy"}))
+        .await;
+    assert_eq!(s, 200);
+    let pushed = game
+        .update("config", WAIT)
+        .await
+        .expect("REST config update");
+    assert_eq!(pushed["data"]["config"]["difficulty"], "easy");
+    game.ok(
+        "patch",
+        "config",
+        Some(json!({"config": [{"op": "add", "path": "/lives", "value": 3}]})),
+    )
+    .await;
+    ctx.post("config/extension", &admin, json!({"theme": "dark"}))
+        .await;
+    let combined = game
+        .ok("get", "config", Some(json!({"config_id": "combined"})))
+        .await;
+    assert_eq!(combined["config_id"], "combined");
+    assert_eq!(combined["config"]["channel"]["lives"], 3);
+    assert_eq!(combined["config"]["extension"]["theme"], "dark");
+    let one = game
+        .ok("get", "config", Some(json!({"config_id": "extension"})))
+        .await;
+    assert_eq!(
+        one,
+        json!({"config": {"theme": "dark"}, "config_id": "extension"})
+    );
+
+    // A game's broadcast reaches the channel's extension pages.
+    let mut seen = Vec::new();
+    game.ok(
+        "broadcast",
+        "",
+        Some(json!({"topic": "boss_defeated", "data": {"by": "player1"}})),
+    )
+    .await;
+    while let Some(f) = next_frame(&mut viewer, WAIT).await {
+        let env = decode_message(f["message"].as_str().unwrap()).unwrap();
+        let done = env["event"] == scoped("boss_defeated");
+        seen.push(env);
+        if done {
+            break;
+        }
+    }
+    let last = seen.last().expect("the broadcast arrived");
+    assert_eq!(last["event"], scoped("boss_defeated"), "{seen:?}");
+    assert_eq!(last["data"]["by"], "player1");
+    let (n, _) = game
+        .refused("broadcast", "", Some(json!({"data": {}})))
+        .await;
+    assert_eq!(n, 400, "no topic");
+
+    // The datastream: any role of the channel posts, subscribed games hear
+    // each post's events in order.
+    game.ok("subscribe", "datastream", Some(json!({"topic_id": ""})))
+        .await;
+    let fan = ctx.token("viewer", "1001", Some("88")).await;
+    for i in 0..3 {
+        let (s, v) = ctx
+            .post(
+                "datastream",
+                &fan,
+                json!({"events": [{"n": i}, {"n": i + 10}]}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    for i in 0..3 {
+        let u = game
+            .update("datastream", WAIT)
+            .await
+            .expect("datastream events");
+        let events = u["data"]["events"].as_array().unwrap().clone();
+        let ns: Vec<i64> = events
+            .iter()
+            .map(|e| e["event"]["n"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ns, vec![i, i + 10]);
+        assert!(events[0]["timestamp"].as_i64().unwrap() > 0);
+    }
+    for bad in [
+        json!({}),
+        json!({"events": []}),
+        json!({"event": 1, "events": [1]}),
+    ] {
+        let (s, v) = ctx.post("datastream", &fan, bad).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(v["reason"].is_string());
+    }
+    assert!(
+        game.update("datastream", QUIET).await.is_none(),
+        "refused posts push nothing"
+    );
+    game.ok("unsubscribe", "datastream", None).await;
+
+    // The small targets.
+    let drops = game.ok("get", "drops", Some(json!({"status": "*"}))).await;
+    assert_eq!(drops, json!({"drops": []}));
+    let meta = game
+        .ok(
+            "set",
+            "gameMetadata",
+            Some(json!({"name": "Slime Quest", "logo": "data:image/png;base64,AA==", "theme": ""})),
+        )
+        .await;
+    assert_eq!(meta, json!({"ok": true}));
+    let (n, _) = game
+        .refused("subscribe", "twitchPurchaseBits", Some(json!({"sku": "*"})))
+        .await;
+    assert_eq!(n, 501);
+    let (n, detail) = game.refused("fly", "moon", None).await;
+    assert_eq!(n, 400, "{detail}");
+
+    // Bad frames get one error reply each and the connection stays usable.
+    game.send_raw("{not json".into()).await;
+    let r = game.reply().await;
+    assert_eq!(r["errors"][0]["number"], 400, "{r}");
+    assert_eq!(r["meta"]["request_id"], 65535);
+    game.send_raw(r#"{"action":"get","params":{"target":"state"}}"#.into())
+        .await;
+    let r = game.reply().await;
+    assert!(
+        r["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("request_id"),
+        "{r}"
+    );
+    let got = game
+        .ok("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(got["state"], json!({"later": true}));
+}
+
+/// A later session logs in with the refresh token and subscribes again;
+/// `DELETE pin` revokes the refresh token and closes the game's session.
+async fn reconnect_and_revoke(ctx: &Ctx) {
+    let (mut first, login) = logged_in_game(ctx, "3003").await;
+    let refresh = login["refresh"].as_str().unwrap().to_string();
+    first
+        .ok(
+            "set",
+            "state",
+            Some(json!({"state_id": "channel", "state": {"saved": 1}})),
+        )
+        .await;
+    drop(first);
+    let mut again = Game::connect(ctx).await;
+    let login = again
+        .ok(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "game_id": "slime-quest", "refresh": refresh})),
+        )
+        .await;
+    assert_eq!(login["twitch_id"], "3003");
+    assert_eq!(login["refresh"], refresh.as_str());
+    again
+        .ok("subscribe", "state", Some(json!({"topic_id": "channel"})))
+        .await;
+    let got = again
+        .ok("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(
+        got["state"]["saved"], 1,
+        "nothing the game relied on was lost"
+    );
+    let caster = ctx.token("broadcaster", "3003", Some("3003")).await;
+    ctx.post("channel_state", &caster, json!({"saved": 2}))
+        .await;
+    assert!(again.update("channel", WAIT).await.is_some());
+    // A forged refresh token is refused.
+    let mut forged = Game::connect(ctx).await;
+    let bad = format!("{}x", &refresh[..refresh.len() - 1]);
+    let (n, _) = forged
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "refresh": bad})),
+        )
+        .await;
+    assert_eq!(n, 401);
+    // Revoking the channel's PINs ends the session and the refresh token.
+    let (s, v) = send(M::DELETE, &ctx.url("pin"), Some(&ctx.auth(&caster)), None).await;
+    assert_eq!(s, 200, "{v}");
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match again.ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the revoked game's socket was closed");
+    let (n, detail) = forged
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "refresh": refresh})),
+        )
+        .await;
+    assert_eq!(n, 401, "{detail}");
+    assert!(detail.contains("revoked"), "{detail}");
+}
+
+/// Two games on two channels never see each other's state.
+async fn channels_are_apart(ctx: &Ctx) {
+    let (mut a, _) = logged_in_game(ctx, "4004").await;
+    let (mut b, _) = logged_in_game(ctx, "5005").await;
+    for g in [&mut a, &mut b] {
+        g.ok("subscribe", "state", Some(json!({"topic_id": "channel"})))
+            .await;
+    }
+    a.ok(
+        "set",
+        "state",
+        Some(json!({"state_id": "channel", "state": {"who": "a"}})),
+    )
+    .await;
+    assert!(a.update("channel", WAIT).await.is_some());
+    assert!(
+        b.update("channel", QUIET).await.is_none(),
+        "b heard a's state"
+    );
+    let got = b
+        .ok("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(got["state"], json!({}));
+}
+
+async fn everything(store: Option<&str>, extra: &[&str]) {
+    let ctx = ctx_on(store, extra);
+    a_games_session(&ctx).await;
+    reconnect_and_revoke(&ctx).await;
+    channels_are_apart(&ctx).await;
+}
+
+#[tokio::test]
+async fn gamelink_on_the_embedded_store() {
+    everything(None, &[]).await;
+}
+
+#[tokio::test]
+async fn gamelink_on_dynamodb_local() {
+    let Some(endpoint) = dynamodb() else { return };
+    everything(Some(&endpoint), &[]).await;
+}
+
+/// The AWS path: every push is a job on DynamoDB Local's stream, delivered
+/// by the fan-out worker through the Management API (a channel's state
+/// update reaches its viewers and its games in one job).
+#[tokio::test]
+async fn gamelink_on_the_lambda_topology() {
+    let Some(endpoint) = dynamodb() else { return };
+    everything(Some(&endpoint), &["--fanout", "stream"]).await;
+}
+
+/// The query form of the URL works too (API Gateway stages have no free
+/// path): `ws://host/ws?client_id=…`, no token.
+#[tokio::test]
+async fn the_query_form_of_the_url() {
+    let ctx = Ctx::start(&[]);
+    let url = format!(
+        "{}/ws?client_id={}",
+        ctx.server.base.replacen("http://", "ws://", 1),
+        ctx.client_id
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut game = Game {
+        ws,
+        next_id: 1,
+        updates: VecDeque::new(),
+    };
+    let pin = game_pin(&ctx, "6006").await;
+    let login = game.login_with_pin(&ctx, &pin).await;
+    assert_eq!(login["twitch_id"], "6006");
+    // An unknown extension is refused at the handshake.
+    let bad = format!(
+        "{}/0.2.0/nobody",
+        ctx.server.base.replacen("http://", "ws://", 1)
+    );
+    match tokio_tungstenite::connect_async(bad).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status().as_u16(), 401)
+        }
+        other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+    }
+}
