@@ -49,6 +49,7 @@ pub mod store;
 // 5. edge
 pub mod app;
 pub mod config;
+pub mod game_polls;
 pub mod http;
 pub mod lambda;
 pub mod stores;

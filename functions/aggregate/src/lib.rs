@@ -20,7 +20,7 @@ use medkit::ids::ViewerId;
 use medkit::limits::NEW_AGGREGATES_PER_VIEWER;
 use medkit::store::{AggregateStore, AuthStore, DocumentStore, LimitStore};
 
-pub use vote::{MAX_LOG_ENTRIES, VoteNotices};
+pub use vote::{GameNotices, MAX_LOG_ENTRIES, VoteNotices};
 
 const PRIVILEGED: &[Role] = &[Role::Admin, Role::Backend];
 const CHANNEL_OWNERS: &[Role] = &[Role::Broadcaster, Role::Admin, Role::Backend];
@@ -64,6 +64,7 @@ fn agg_key(caller: &Caller, query: &QueryMap) -> Result<(AggregateId, AggKey), A
 pub fn routes<S: DocumentStore + AggregateStore + AuthStore + LimitStore>() -> Router<SharedApp<S>>
 {
     let notices = std::sync::Arc::new(VoteNotices::default());
+    let game_notices = std::sync::Arc::new(GameNotices::default());
     Router::new()
         .route(
             "/v1/e/accumulate",
@@ -104,6 +105,7 @@ pub fn routes<S: DocumentStore + AggregateStore + AuthStore + LimitStore>() -> R
             get(trivia::leaderboard::<S>),
         )
         .layer(axum::Extension(notices))
+        .layer(axum::Extension(game_notices))
 }
 
 /// The complete router this function serves.

@@ -15,10 +15,12 @@ use medkit::app::SharedApp;
 use medkit::auth::Caller;
 use medkit::clock::now_secs;
 use medkit::error::ApiError;
+use medkit::game_polls;
+use medkit::gamelink::poll::Poll;
 use medkit::http::{JsonBody, QueryMap, ok, ok_text};
 use medkit::ids::AggregateId;
 use medkit::realtime::event::{Audience, Event};
-use medkit::store::{AggregateStore, AuthStore, LimitStore};
+use medkit::store::{AggregateStore, AuthStore, DocumentStore, LimitStore};
 use serde_json::json;
 
 use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key, spend_new_aggregate};
@@ -29,13 +31,31 @@ pub const MAX_LOG_ENTRIES: usize = 25_000;
 
 /// At most one `vote_update` per poll in this window (CONTRACT §4).
 pub const NOTICE_WINDOW: Duration = Duration::from_secs(5);
+/// At most one update of a GameLink poll to its games in this window: the
+/// last change always reaches them within it.
+pub const GAME_NOTICE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Throttles `vote_update` events per poll: the first vote of a window is
 /// announced at once; later votes in the window schedule one trailing event
 /// at its end, so listeners always end up with the final figures.
-#[derive(Default)]
 pub struct VoteNotices {
     polls: Mutex<HashMap<AggKey, Window>>,
+    window: Duration,
+}
+
+impl Default for VoteNotices {
+    fn default() -> Self {
+        Self::every(NOTICE_WINDOW)
+    }
+}
+
+/// The throttle of GameLink poll updates ([`GAME_NOTICE_WINDOW`]).
+pub struct GameNotices(pub VoteNotices);
+
+impl Default for GameNotices {
+    fn default() -> Self {
+        GameNotices(VoteNotices::every(GAME_NOTICE_WINDOW))
+    }
 }
 
 struct Window {
@@ -51,18 +71,26 @@ pub enum Notice {
 }
 
 impl VoteNotices {
+    /// At most one notice per poll per `window`.
+    pub fn every(window: Duration) -> Self {
+        VoteNotices {
+            polls: Mutex::default(),
+            window,
+        }
+    }
+
     pub fn decide(&self, poll: &AggKey, now: Instant) -> Notice {
         let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
         if polls.len() > 10_000 {
-            polls.retain(|_, w| now.duration_since(w.sent_at) < NOTICE_WINDOW || w.trailing);
+            polls.retain(|_, w| now.duration_since(w.sent_at) < self.window || w.trailing);
         }
         match polls.get_mut(poll) {
-            Some(w) if now.duration_since(w.sent_at) < NOTICE_WINDOW => {
+            Some(w) if now.duration_since(w.sent_at) < self.window => {
                 if w.trailing {
                     Notice::Skip
                 } else {
                     w.trailing = true;
-                    Notice::After(NOTICE_WINDOW - now.duration_since(w.sent_at))
+                    Notice::After(self.window - now.duration_since(w.sent_at))
                 }
             }
             _ => {
@@ -130,9 +158,40 @@ async fn announce<S: AggregateStore>(
     }
 }
 
-pub async fn cast<S: AggregateStore + AuthStore + LimitStore>(
+/// Tells a GameLink poll's subscribed games its new figures, at most once
+/// per [`GAME_NOTICE_WINDOW`], the last change always within it.
+async fn announce_to_games<S: AggregateStore>(
+    app: &SharedApp<S>,
+    notices: &Arc<GameNotices>,
+    poll: &AggKey,
+    definition: Poll,
+    sums: &Sums,
+) {
+    let Some(channel) = poll.scope.clone() else {
+        return;
+    };
+    match notices.0.decide(poll, Instant::now()) {
+        Notice::Now => {
+            if let Some(push) = game_polls::update(&definition, &channel, sums) {
+                app.notifier.push(poll.client.clone(), push).await;
+            }
+        }
+        Notice::After(wait) => {
+            let (app, notices, poll) = (app.clone(), notices.clone(), poll.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                notices.0.sent(&poll, Instant::now());
+                game_polls::announce(&app, &poll.client, &channel, &definition).await;
+            });
+        }
+        Notice::Skip => {}
+    }
+}
+
+pub async fn cast<S: DocumentStore + AggregateStore + AuthStore + LimitStore>(
     State(app): State<SharedApp<S>>,
     Extension(notices): Extension<Arc<VoteNotices>>,
+    Extension(game_notices): Extension<Arc<GameNotices>>,
     caller: Caller,
     query: QueryMap,
     JsonBody(body): JsonBody,
@@ -140,8 +199,21 @@ pub async fn cast<S: AggregateStore + AuthStore + LimitStore>(
     let (id, poll) = agg_key(&caller, &query)?;
     let input = VoteInput::parse(&body)?;
     let voter = caller.voter_id()?;
-    spend_new_aggregate(&app, &caller, &voter, &poll, "v").await?;
+    // A poll a game created has rules of its own: read them beside the budget.
+    let definition = async {
+        match &poll.scope {
+            Some(ch) => Ok(game_polls::load(&app.store, &caller.client_id, ch, &poll.id).await?),
+            None => Ok::<_, ApiError>(None),
+        }
+    };
+    let ((), definition) = tokio::try_join!(
+        spend_new_aggregate(&app, &caller, &voter, &poll, "v"),
+        definition
+    )?;
     let now = now_secs();
+    if let Some(d) = &definition {
+        d.admits(input.value, input.weight, caller.user_id.is_some(), now)?;
+    }
     let ballot = Ballot {
         voter: voter.to_string(),
         user_id: caller
@@ -156,6 +228,9 @@ pub async fn cast<S: AggregateStore + AuthStore + LimitStore>(
     };
     let sums = app.store.cast_vote(&poll, ballot).await?;
     announce(&app, &notices, &poll, &id, &sums).await;
+    if let Some(d) = definition {
+        announce_to_games(&app, &game_notices, &poll, d, &sums).await;
+    }
     Ok(ok_text(sums.vote_data_text(Some(input.value))))
 }
 

@@ -88,7 +88,7 @@ pub fn reply(message: &str) -> String {
 
 /// One WebSocket API event, as Lambda delivers it.
 pub async fn handle<S: GameStore>(
-    app: &App<S>,
+    app: &SharedApp<S>,
     event: ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;

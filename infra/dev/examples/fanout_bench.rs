@@ -28,7 +28,7 @@ use tokio::sync::{Notify, broadcast};
 
 #[path = "common/child.rs"]
 mod child;
-use child::{Server, medkit_binary};
+use child::{Server, medkit_binary, viewer_tokens};
 
 const CLIENT_ID: &str = "bench";
 const CHANNEL: &str = "42";
@@ -272,15 +272,7 @@ async fn measure(
     let http = reqwest::Client::new();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_before = rss_kib(&server);
-    let tokens: Vec<String> = (0..n)
-        .map(|i| {
-            let user = format!("{}", 100_000 + i);
-            auth::mint(
-                ext,
-                auth::claims_for(Role::Viewer, CHANNEL, Some(&user), 3600),
-            )
-        })
-        .collect();
+    let tokens = viewer_tokens(ext, CHANNEL, n);
     let receipts = Arc::new(Receipts {
         marker: Default::default(),
         count: AtomicUsize::new(0),

@@ -65,6 +65,11 @@ impl DocKey {
     pub fn trivia_broadcaster(c: &ClientId, ch: &ChannelId) -> Self {
         Self::new(c, "tb", &[ch.as_str()])
     }
+    /// A GameLink poll's definition (its votes are the vote aggregate of
+    /// the same id in the channel).
+    pub fn game_poll(c: &ClientId, ch: &ChannelId, poll: &str) -> Self {
+        Self::new(c, "gp", &[ch.as_str(), poll])
+    }
     /// A channel's game metadata (GameLink `set gameMetadata`).
     pub fn game_metadata(c: &ClientId, ch: &ChannelId) -> Self {
         Self::new(c, "gm", &[ch.as_str()])

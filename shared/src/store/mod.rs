@@ -66,6 +66,9 @@ pub trait DocumentStore: Send + Sync + 'static {
         ttl_secs: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Removes a document (absent is fine).
+    fn delete_doc(&self, key: &DocKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Atomic read-modify-write: `change` gets the current document (None when
     /// absent) and returns the new one, or its own error, which leaves the
     /// document unchanged and is returned as it is. `change` may run more

@@ -31,6 +31,13 @@ async fn documents_round_trip<S: Store>(s: S) {
     assert_eq!(s.get_doc(&other).await.unwrap(), None);
     let other_ext = DocKey::channel_state(&ClientId::parse("client2").unwrap(), &channel("10"));
     assert_eq!(s.get_doc(&other_ext).await.unwrap(), None);
+    // Deleted, and deleting what is absent is fine; the others stay.
+    s.put_doc(&other, &json!({"c": 1}), DAY).await.unwrap();
+    s.delete_doc(&key).await.unwrap();
+    s.delete_doc(&key).await.unwrap();
+    assert_eq!(s.get_doc(&key).await.unwrap(), None);
+    assert_eq!(s.get_doc_text(&key).await.unwrap(), None);
+    assert_eq!(s.get_doc(&other).await.unwrap(), Some(json!({"c": 1})));
 }
 
 async fn large_documents_are_compressed_and_oversized_refused<S: Store>(s: S) {

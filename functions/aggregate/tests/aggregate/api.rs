@@ -950,7 +950,9 @@ async fn trivia_edits_are_validated() {
 /// ≤ 2, GET vote 1, POST rank ≤ 2, POST accumulate 1; issue #16 adds one to
 /// a viewer's first vote or rank in a poll and to every accumulate: the
 /// budget that stops one viewer flooding the extension, a conditional
-/// UpdateItem, which a process skips for a poll it has seen that viewer in).
+/// UpdateItem, which a process skips for a poll it has seen that viewer in;
+/// issue #13 adds one to every vote in a channel: the GetItem of a GameLink
+/// poll's rules, made beside the budget).
 #[tokio::test]
 async fn dynamodb_round_trips_per_request() {
     let Some((store, rt)) =
@@ -966,14 +968,14 @@ async fn dynamodb_round_trips_per_request() {
             "/v1/e/vote?id=p",
             viewer("1"),
             Some(r#"{"value":1}"#),
-            3,
+            4,
         ),
         (
             POST,
             "/v1/e/vote?id=p",
             viewer("1"),
             Some(r#"{"value":2}"#),
-            2,
+            3,
         ),
         (GET, "/v1/e/vote?id=p", viewer("1"), None, 1),
         (

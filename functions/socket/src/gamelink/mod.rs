@@ -9,20 +9,27 @@
 mod authenticate;
 mod documents;
 mod extras;
+mod poll;
 
-use medkit::app::App;
+use medkit::app::{App, SharedApp};
 use medkit::auth::{Caller, Role};
 use medkit::clock::{now_ms, now_secs};
 use medkit::error::ApiError;
 use medkit::gamelink::envelope::{self, GamelinkError, Request};
 use medkit::gamelink::session::{LOGIN_WINDOW_SECS, Session};
 use medkit::ids::{ClientId, ConnectionId, UserId};
-use medkit::store::{AuthStore, ConnectionStore, DocumentStore, LimitStore};
+use medkit::store::{AggregateStore, AuthStore, ConnectionStore, DocumentStore, LimitStore};
 use serde_json::Value;
 
 /// The ports GameLink's verbs use.
-pub trait GameStore: AuthStore + ConnectionStore + DocumentStore + LimitStore {}
-impl<T: AuthStore + ConnectionStore + DocumentStore + LimitStore> GameStore for T {}
+pub trait GameStore:
+    AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore
+{
+}
+impl<T> GameStore for T where
+    T: AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore
+{
+}
 
 /// What becomes of one frame: the reply to send back, and whether the
 /// connection is to be closed after it (a session that is over).
@@ -54,7 +61,7 @@ pub async fn open<S: ConnectionStore>(
 }
 
 /// Answers one frame of a game's connection.
-pub async fn answer<S: GameStore>(app: &App<S>, id: &ConnectionId, frame: &str) -> Answer {
+pub async fn answer<S: GameStore>(app: &SharedApp<S>, id: &ConnectionId, frame: &str) -> Answer {
     let now = now_ms();
     let req = match envelope::parse_request(frame) {
         Ok(r) => r,
@@ -101,7 +108,7 @@ pub async fn answer<S: GameStore>(app: &App<S>, id: &ConnectionId, frame: &str) 
 }
 
 async fn dispatch<S: GameStore>(
-    app: &App<S>,
+    app: &SharedApp<S>,
     session: &Session,
     req: &Request,
 ) -> Result<Value, GamelinkError> {
@@ -125,9 +132,10 @@ async fn dispatch<S: GameStore>(
             "Bits purchases are not available on this server yet",
         )),
         "datastream" => documents::datastream(app, session, action).await,
-        "poll" | "match" | "match_poll" | "matchmaking" => Err(GamelinkError::not_implemented(
-            format!("{target} is not available on this server yet"),
-        )),
+        "poll" => poll::poll(app, session, action, &req.data).await,
+        "match" | "match_poll" | "matchmaking" => Err(GamelinkError::not_implemented(format!(
+            "{target} is not available on this server yet"
+        ))),
         _ => Err(GamelinkError::bad_request(format!(
             "unknown request: action {action:?} on target {target:?}"
         ))),

@@ -216,6 +216,59 @@ async fn session_through_the_lambda_entry<S: GameStore>(
     .await;
     assert_eq!(r["data"]["ok"], true);
     count("unsubscribe state", rt);
+    // A poll's verbs.
+    let created = say(
+        app,
+        conn,
+        frame(
+            "create",
+            11,
+            "poll",
+            json!({"poll_id": "boss", "prompt": "?", "options": ["a", "b"]}),
+        ),
+    )
+    .await;
+    assert_eq!(created["data"]["poll"]["status"], "active", "{created}");
+    count("create poll", rt);
+    let got = say(
+        app,
+        conn,
+        frame("get", 12, "poll", json!({"poll_id": "boss"})),
+    )
+    .await;
+    assert_eq!(got["data"]["results"], json!([0, 0]));
+    count("get poll", rt);
+    let stopped = say(
+        app,
+        conn,
+        frame(
+            "reconfigure",
+            13,
+            "poll",
+            json!({"poll_id": "boss", "config": {"endsAt": -1}}),
+        ),
+    )
+    .await;
+    assert_eq!(stopped["data"]["poll"]["status"], "expired");
+    count("reconfigure poll (stop)", rt);
+    let deleted = say(
+        app,
+        conn,
+        frame("delete", 14, "poll", json!({"poll_id": "boss"})),
+    )
+    .await;
+    assert_eq!(deleted["data"], json!({"ok": true}));
+    count("delete poll", rt);
+    let gone = say(
+        app,
+        conn,
+        frame("get", 15, "poll", json!({"poll_id": "boss"})),
+    )
+    .await;
+    assert_eq!(gone["errors"][0]["number"], 404);
+    if let Some(rt) = rt {
+        rt.reset();
+    }
     // A ping on a game's connection is still a ping.
     let r = medkit_socket::handle(
         app,
@@ -292,6 +345,15 @@ async fn session_through_the_lambda_entry<S: GameStore>(
         // Session, then the session's list and the subscription item in parallel.
         assert_eq!(of("unsubscribe state"), 3);
         assert_eq!(of("$disconnect (one subscription)"), 2);
+        // Session, the definition written (read + conditional write), the
+        // figures (read once: the update and the reply).
+        assert_eq!(of("create poll"), 4);
+        // Session, then the definition and the figures side by side.
+        assert_eq!(of("get poll"), 3);
+        // Session, the definition rewritten (claiming the `expired` update), the figures.
+        assert_eq!(of("reconfigure poll (stop)"), 4);
+        // The definition, then REST's DELETE vote (a new generation and its sweep).
+        assert!(of("delete poll") <= 20, "{trips:?}");
     }
 }
 

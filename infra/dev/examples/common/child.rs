@@ -60,3 +60,18 @@ pub fn medkit_binary() -> Result<PathBuf, String> {
     }
     Ok(bin)
 }
+
+/// Viewer tokens of `n` distinct users (ids from 100000) on `channel`.
+#[allow(dead_code)] // not every example has viewers
+pub fn viewer_tokens(ext: &medkit::registry::Extension, channel: &str, n: usize) -> Vec<String> {
+    use medkit::auth::{self, Role};
+    (0..n)
+        .map(|i| {
+            let user = format!("{}", 100_000 + i);
+            auth::mint(
+                ext,
+                auth::claims_for(Role::Viewer, channel, Some(&user), 3600),
+            )
+        })
+        .collect()
+}

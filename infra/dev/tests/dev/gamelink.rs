@@ -598,11 +598,192 @@ async fn channels_are_apart(ctx: &Ctx) {
     assert_eq!(got["state"], json!({}));
 }
 
+/// A viewer's vote on a poll id, as the MEDKit client casts it.
+async fn vote(ctx: &Ctx, token: &str, poll: &str, value: i64) -> (u16, Value) {
+    ctx.post(&format!("vote?id={poll}"), token, json!({"value": value}))
+        .await
+}
+
+/// The SDK's `RunPoll`: delete, unsubscribe, subscribe, create.
+async fn run_poll(game: &mut Game, id: &str, options: &[&str], config: Value) -> Value {
+    game.ok("delete", "poll", Some(json!({"poll_id": id})))
+        .await;
+    game.ok("unsubscribe", "poll", Some(json!({"topic_id": id})))
+        .await;
+    game.ok("subscribe", "poll", Some(json!({"topic_id": id})))
+        .await;
+    game.ok(
+        "create",
+        "poll",
+        Some(
+            json!({"poll_id": id, "prompt": "Which way?", "options": options,
+                    "config": config, "user_data": {"round": 1}}),
+        ),
+    )
+    .await
+}
+
+/// Every update of a poll until `status` arrives (or `wait` passes).
+async fn poll_updates_until(game: &mut Game, status: &str, wait: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(u) = game.update("poll", left).await else {
+            return seen;
+        };
+        let done = u["data"]["poll"]["status"] == status;
+        seen.push(u["data"].clone());
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// A poll's life: active on creation, updates as viewers vote (the last
+/// within a second), its rules enforced on the REST vote, exactly one
+/// `expired` at its end, and a re-created poll untouched by the old one's
+/// timer.
+async fn polls(ctx: &Ctx) {
+    let (mut game, _) = logged_in_game(ctx, "7007").await;
+    let created = run_poll(&mut game, "route", &["left", "right"], json!({"endsIn": 3})).await;
+    assert_eq!(created["poll"]["status"], "active");
+    assert_eq!(created["results"], json!([0, 0]));
+    let first = game
+        .update("poll", WAIT)
+        .await
+        .expect("the poll became active");
+    assert_eq!(first["data"]["poll"]["status"], "active");
+    assert_eq!(first["data"]["poll"]["user_data"], json!({"round": 1}));
+    let mut voters = Vec::new();
+    for i in 0..5 {
+        voters.push(ctx.token("viewer", "7007", Some(&format!("90{i}"))).await);
+    }
+    for (i, v) in voters.iter().enumerate() {
+        let (s, body) = vote(ctx, v, "route", (i % 2) as i64).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    // Coalesced, but the last figures arrive within about a second.
+    let started = std::time::Instant::now();
+    let mut last = Value::Null;
+    while last["count"] != 5 {
+        let u = game
+            .update("poll", Duration::from_millis(1500))
+            .await
+            .unwrap_or_else(|| panic!("no update with all 5 votes; last {last}"));
+        last = u["data"].clone();
+    }
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(last["results"], json!([3, 2]));
+    // The poll's rules on the REST vote: an option that does not exist.
+    let (s, body) = vote(ctx, &voters[0], "route", 2).await;
+    assert_eq!(s, 400, "{body}");
+    let got = game
+        .ok("get", "poll", Some(json!({"poll_id": "route"})))
+        .await;
+    assert_eq!(got["count"], 5);
+    assert_eq!(got["poll"]["options"], json!(["left", "right"]));
+    // Its end: exactly one `expired`, then votes are refused.
+    let ends = poll_updates_until(&mut game, "expired", Duration::from_secs(6)).await;
+    let expired: Vec<&Value> = ends
+        .iter()
+        .filter(|u| u["poll"]["status"] == "expired")
+        .collect();
+    assert_eq!(expired.len(), 1, "{ends:?}");
+    assert_eq!(expired[0]["results"], json!([3, 2]));
+    let (s, body) = vote(ctx, &voters[1], "route", 0).await;
+    assert_eq!(s, 409, "{body}");
+    // A stop after the end sends nothing more.
+    game.ok(
+        "reconfigure",
+        "poll",
+        Some(json!({"poll_id": "route", "config": {"endsAt": -1}})),
+    )
+    .await;
+    assert!(game.update("poll", QUIET).await.is_none());
+
+    // Stopped by hand, and a repeated stop: one `expired`.
+    run_poll(&mut game, "dash", &["a", "b", "c"], json!({})).await;
+    game.update("poll", WAIT).await.expect("active");
+    for _ in 0..2 {
+        game.ok(
+            "reconfigure",
+            "poll",
+            Some(json!({"poll_id": "dash", "config": {"endsAt": -1}})),
+        )
+        .await;
+    }
+    let u = game.update("poll", WAIT).await.expect("expired");
+    assert_eq!(u["data"]["poll"]["status"], "expired");
+    assert!(
+        game.update("poll", QUIET).await.is_none(),
+        "a second expired"
+    );
+
+    // Deleted and created again: the old run's timer (1 s) never touches the new one.
+    run_poll(&mut game, "again", &["x"], json!({"endsIn": 1})).await;
+    game.update("poll", WAIT).await.expect("active");
+    run_poll(&mut game, "again", &["x", "y"], json!({"endsIn": 30})).await;
+    let u = game.update("poll", WAIT).await.expect("the new run active");
+    assert_eq!(u["data"]["poll"]["options"], json!(["x", "y"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        game.update("poll", QUIET).await.is_none(),
+        "the old timer fired"
+    );
+    let got = game
+        .ok("get", "poll", Some(json!({"poll_id": "again"})))
+        .await;
+    assert_eq!(got["poll"]["status"], "active");
+
+    // Disabled, identity-only, pending polls and bad polls.
+    game.ok(
+        "reconfigure",
+        "poll",
+        Some(json!({"poll_id": "again", "config": {"disabled": true}})),
+    )
+    .await;
+    let (s, body) = vote(ctx, &voters[2], "again", 0).await;
+    assert_eq!(s, 409, "{body}");
+    run_poll(&mut game, "ids", &["a", "b"], json!({"userIDVoting": true})).await;
+    let anonymous = ctx.token("viewer", "7007", None).await;
+    let (s, body) = vote(ctx, &anonymous, "ids", 0).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(vote(ctx, &voters[3], "ids", 1).await.0, 200);
+    run_poll(&mut game, "later", &["a"], json!({"startsIn": 60})).await;
+    let (s, _) = vote(ctx, &voters[4], "later", 0).await;
+    assert_eq!(s, 409, "not started");
+    let too_many: Vec<String> = (0..33).map(|i| format!("o{i}")).collect();
+    for bad in [
+        json!({"poll_id": "b1", "prompt": "?", "options": []}),
+        json!({"poll_id": "b2", "prompt": "?", "options": too_many}),
+        json!({"poll_id": "b3", "prompt": "?", "options": ["a"], "config": {"endsAt": 5}}),
+    ] {
+        let (n, _) = game.refused("create", "poll", Some(bad)).await;
+        assert_eq!(n, 400);
+    }
+    let (n, _) = game
+        .refused(
+            "create",
+            "poll",
+            Some(json!({"poll_id": "ids", "prompt": "?", "options": ["a"]})),
+        )
+        .await;
+    assert_eq!(n, 409, "the id is taken");
+    let (n, _) = game
+        .refused("get", "poll", Some(json!({"poll_id": "nope"})))
+        .await;
+    assert_eq!(n, 404);
+    // A REST poll with no game's definition keeps MEDKit's rules.
+    assert_eq!(vote(ctx, &voters[0], "plain", 7).await.0, 200);
+}
+
 async fn everything(store: Option<&str>, extra: &[&str]) {
     let ctx = ctx_on(store, extra);
     a_games_session(&ctx).await;
     reconnect_and_revoke(&ctx).await;
     channels_are_apart(&ctx).await;
+    polls(&ctx).await;
 }
 
 #[tokio::test]

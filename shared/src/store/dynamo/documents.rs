@@ -114,6 +114,17 @@ impl DocumentStore for DynamoStore {
         Ok(())
     }
 
+    async fn delete_doc(&self, k: &DocKey) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(self.tables.stores.as_str())
+            .set_key(Some(key(k.partition_key(), SINGLE)))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
     /// GetItem then UpdateItem conditioned on the version read: 2 round trips
     /// without contention; retried with backoff when another writer won.
     ///

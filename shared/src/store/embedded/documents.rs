@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::EmbeddedStore;
-use super::records::{Body, Record, get_record, key, put_record};
+use super::records::{Body, Record, get_record, internal, key, put_record};
 use crate::clock::now_secs;
 use crate::documents::MAX_ATOMIC_BYTES;
 use crate::error::StoreError;
@@ -58,6 +58,15 @@ impl DocumentStore for EmbeddedStore {
         };
         let k = key(key_.partition_key(), SINGLE);
         self.write(move |t| put_record(t, &k, &rec)).await
+    }
+
+    async fn delete_doc(&self, key_: &DocKey) -> Result<(), StoreError> {
+        let k = key(key_.partition_key(), SINGLE);
+        self.write(move |t| {
+            t.remove(k.as_str()).map_err(internal)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn update_doc<F, E>(

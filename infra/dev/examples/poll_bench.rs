@@ -1,0 +1,315 @@
+//! GameLink poll benchmark (issue #13): N viewers vote on one poll while G
+//! games subscribe to it, on `medkit serve`, on loopback. Prints the time
+//! from a vote's answer to the first update at a game that includes it
+//! (p50/p99 over every vote at every game, the 1 s coalescing included),
+//! and votes/s beside the same run with no game subscribed (the baseline,
+//! measured in the same process against the same server).
+//!
+//!   bash infra/scripts/bench-polls.sh                 (release, raised fd limit)
+//!   cargo run --release -p medkit-dev --example poll_bench -- --viewers 1000 --games 1000
+//!
+//! Every loop is bounded (connects and waits have deadlines) and only
+//! loopback addresses are used.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use medkit::auth::{self, Role};
+use medkit::ids::ClientId;
+use medkit::registry::Registry;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+
+#[path = "common/child.rs"]
+mod child;
+use child::{Server, medkit_binary, viewer_tokens};
+
+const CLIENT_ID: &str = "bench";
+const CHANNEL: &str = "42";
+/// Votes and connects in flight at once.
+const CONCURRENCY: usize = 64;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn frame(action: &str, id: u16, target: &str, data: Value) -> String {
+    let mut params = json!({"request_id": id});
+    if !target.is_empty() {
+        params["target"] = json!(target);
+    }
+    json!({"action": action, "data": data, "params": params}).to_string()
+}
+
+/// Sends a request and waits for its reply (skipping updates).
+async fn request(ws: &mut Ws, f: String, id: u16) -> Result<Value, String> {
+    ws.send(Message::Text(f.into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| "no reply in 10 s".to_string())?
+            .ok_or("closed")?
+            .map_err(|e| e.to_string())?;
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?;
+            if v["meta"]["request_id"] == id {
+                if v.get("errors").is_some() {
+                    return Err(format!("refused: {v}"));
+                }
+                return Ok(v["data"].clone());
+            }
+        }
+    }
+}
+
+async fn game(ws_url: &str, refresh: &str) -> Result<Ws, String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    request(
+        &mut ws,
+        frame(
+            "authenticate",
+            1,
+            "",
+            json!({"client_id": CLIENT_ID, "refresh": refresh}),
+        ),
+        1,
+    )
+    .await?;
+    Ok(ws)
+}
+
+struct Run {
+    votes_per_s: f64,
+    /// Seconds from each vote's answer to its first inclusion at each game.
+    latencies: Vec<f64>,
+}
+
+/// One poll: `games` subscribe (0 for the baseline), `viewers` vote.
+async fn run(
+    base: &str,
+    http: &reqwest::Client,
+    viewers: &[String],
+    creator: &mut Ws,
+    games: Vec<Ws>,
+    poll: &str,
+) -> Result<Run, String> {
+    let mut subscribed = Vec::with_capacity(games.len());
+    for mut g in games {
+        request(
+            &mut g,
+            frame("subscribe", 2, "poll", json!({"topic_id": poll})),
+            2,
+        )
+        .await?;
+        subscribed.push(g);
+    }
+    request(
+        creator,
+        frame(
+            "create",
+            3,
+            "poll",
+            json!({"poll_id": poll, "prompt": "?", "options": ["a", "b", "c"]}),
+        ),
+        3,
+    )
+    .await?;
+    // Each game records (arrival, count) of every update.
+    let started = Instant::now();
+    let n = viewers.len();
+    let listeners: Vec<_> = subscribed
+        .into_iter()
+        .map(|mut g| {
+            tokio::spawn(async move {
+                let mut seen: Vec<(f64, i64)> = Vec::new();
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                while seen.last().is_none_or(|(_, c)| (*c as usize) < n) {
+                    match tokio::time::timeout_at(deadline, g.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) => {
+                            let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                            if v["meta"]["target"] == "poll" {
+                                let c = v["data"]["count"].as_i64().unwrap_or(0);
+                                seen.push((started.elapsed().as_secs_f64(), c));
+                            }
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        _ => break,
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    // Votes, CONCURRENCY in flight; each answer's time recorded.
+    let acks = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let t0 = Instant::now();
+    futures_util::stream::iter(viewers.iter().enumerate())
+        .for_each_concurrent(CONCURRENCY, |(i, token)| {
+            let acks = acks.clone();
+            async move {
+                let r = http
+                    .post(format!("{base}/v1/e/vote?id={poll}"))
+                    .header("Authorization", format!("{CLIENT_ID} {token}"))
+                    .body(json!({"value": i % 3}).to_string())
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                if matches!(&r, Ok(r) if r.status().is_success()) {
+                    acks.lock().await.push(started.elapsed().as_secs_f64());
+                }
+            }
+        })
+        .await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let mut acks = acks.lock().await.clone();
+    if acks.len() != n {
+        return Err(format!("{} of {n} votes were accepted", acks.len()));
+    }
+    acks.sort_by(f64::total_cmp);
+    let mut latencies = Vec::new();
+    for l in listeners {
+        let seen = l.await.map_err(|e| e.to_string())?;
+        if seen.last().is_none_or(|(_, c)| (*c as usize) < n) {
+            return Err(format!("a game never saw all {n} votes: {:?}", seen.last()));
+        }
+        // Vote k (in answer order) is included by the first update counting ≥ k+1.
+        let mut k = 0;
+        for (at, count) in seen {
+            while k < n && (k as i64) < count {
+                latencies.push((at - acks[k]).max(0.0));
+                k += 1;
+            }
+        }
+    }
+    Ok(Run {
+        votes_per_s: n as f64 / elapsed,
+        latencies,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (n_viewers, n_games) = (arg("--viewers", 1000), arg("--games", 1000));
+    let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(29).wrapping_add(7));
+    let secret_b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    };
+    let mut registry = Registry::default();
+    registry.add(ClientId::parse(CLIENT_ID).expect("id"), &secret);
+    let ext = registry.get(CLIENT_ID).expect("registered");
+    let server = Server::spawn(
+        Command::new(medkit_binary()?)
+            .args(["serve", "--memory", "--port", "0", "--extension"])
+            .arg(format!("{CLIENT_ID}:{secret_b64}"))
+            .env("RUST_LOG", "warn")
+            .env_remove("MEDKIT_EXTENSIONS")
+            .stderr(Stdio::null()),
+    )?;
+    let base = server.base.clone();
+    let ws_url = format!("{}/0.2.0/{CLIENT_ID}", base.replacen("http", "ws", 1));
+    let http = reqwest::Client::new();
+    // One PIN login; every other game logs in with its refresh token.
+    let caster = auth::mint(
+        ext,
+        auth::claims_for(Role::Broadcaster, CHANNEL, Some(CHANNEL), 3600),
+    );
+    let pin: Value = http
+        .post(format!("{base}/v1/e/gamelink/token"))
+        .header("Authorization", format!("{CLIENT_ID} {caster}"))
+        .body("{}")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut creator, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let login = request(
+        &mut creator,
+        frame(
+            "authenticate",
+            1,
+            "",
+            json!({"client_id": CLIENT_ID, "pin": pin["token"]}),
+        ),
+        1,
+    )
+    .await?;
+    let refresh = login["refresh"]
+        .as_str()
+        .ok_or("no refresh token")?
+        .to_string();
+    let viewers = viewer_tokens(ext, CHANNEL, n_viewers);
+    println!(
+        "GameLink polls on medkit serve (--memory): {n_viewers} viewers vote once each, {CONCURRENCY} in flight"
+    );
+    let baseline = run(&base, &http, &viewers, &mut creator, Vec::new(), "baseline").await?;
+    let t = Instant::now();
+    let mut games = Vec::with_capacity(n_games);
+    let mut pending = futures_util::stream::iter(0..n_games)
+        .map(|_| game(&ws_url, &refresh))
+        .buffer_unordered(CONCURRENCY);
+    while let Some(g) = tokio::time::timeout(DEADLINE, pending.next())
+        .await
+        .map_err(|_| "connecting games took too long")?
+    {
+        games.push(g?);
+    }
+    let connect = t.elapsed();
+    let with = run(&base, &http, &viewers, &mut creator, games, "with-games").await?;
+    let mut lat = with.latencies.clone();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "  {n_games} games connected and logged in (refresh token) in {:.2} s",
+        connect.as_secs_f64()
+    );
+    println!(
+        "  votes/s, no game subscribed (baseline): {:.0}",
+        baseline.votes_per_s
+    );
+    println!(
+        "  votes/s, {n_games} games subscribed:    {:.0}",
+        with.votes_per_s
+    );
+    println!(
+        "  ratio (with / baseline): {:.2}  (target ≥ 0.9)",
+        with.votes_per_s / baseline.votes_per_s
+    );
+    println!(
+        "  vote answered → update at a game: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} (vote, game) pairs  (target p99 ≤ 1,200 ms)",
+        percentile(&lat, 0.5) * 1000.0,
+        percentile(&lat, 0.99) * 1000.0,
+        lat.last().copied().unwrap_or(f64::NAN) * 1000.0,
+        lat.len()
+    );
+    drop(server);
+    Ok(())
+}
