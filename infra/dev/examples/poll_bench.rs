@@ -106,6 +106,7 @@ async fn run(
     base: &str,
     http: &reqwest::Client,
     viewers: &[String],
+    rounds: usize,
     creator: &mut Ws,
     games: Vec<Ws>,
     poll: &str,
@@ -133,15 +134,34 @@ async fn run(
     .await?;
     // Each game records (arrival, count) of every update.
     let started = Instant::now();
+    // Every vote is counted once per viewer (a later ballot replaces the
+    // earlier): a game has seen everything when the count reaches N and
+    // the last round's figures arrived.
     let n = viewers.len();
+    let ballots: Vec<(usize, &String)> = (0..rounds)
+        .flat_map(|r| {
+            viewers
+                .iter()
+                .enumerate()
+                .map(move |(i, t)| (r * viewers.len() + i, t))
+        })
+        .collect();
+    let total = ballots.len();
     let listeners: Vec<_> = subscribed
         .into_iter()
         .map(|mut g| {
             tokio::spawn(async move {
                 let mut seen: Vec<(f64, i64)> = Vec::new();
                 let deadline = tokio::time::Instant::now() + DEADLINE;
-                while seen.last().is_none_or(|(_, c)| (*c as usize) < n) {
-                    match tokio::time::timeout_at(deadline, g.next()).await {
+                loop {
+                    // Done when 3 s pass with no update after all N counted.
+                    let quiet = seen.last().is_some_and(|(_, c)| (*c as usize) >= n);
+                    let wait = if quiet {
+                        tokio::time::Instant::now() + Duration::from_secs(3)
+                    } else {
+                        deadline
+                    };
+                    match tokio::time::timeout_at(wait.min(deadline), g.next()).await {
                         Ok(Some(Ok(Message::Text(t)))) => {
                             let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
                             if v["meta"]["target"] == "poll" {
@@ -160,7 +180,7 @@ async fn run(
     // Votes, CONCURRENCY in flight; each answer's time recorded.
     let acks = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let t0 = Instant::now();
-    futures_util::stream::iter(viewers.iter().enumerate())
+    futures_util::stream::iter(ballots)
         .for_each_concurrent(CONCURRENCY, |(i, token)| {
             let acks = acks.clone();
             async move {
@@ -179,27 +199,35 @@ async fn run(
         .await;
     let elapsed = t0.elapsed().as_secs_f64();
     let mut acks = acks.lock().await.clone();
-    if acks.len() != n {
-        return Err(format!("{} of {n} votes were accepted", acks.len()));
+    if acks.len() != total {
+        return Err(format!("{} of {total} votes were accepted", acks.len()));
     }
     acks.sort_by(f64::total_cmp);
     let mut latencies = Vec::new();
     for l in listeners {
         let seen = l.await.map_err(|e| e.to_string())?;
         if seen.last().is_none_or(|(_, c)| (*c as usize) < n) {
-            return Err(format!("a game never saw all {n} votes: {:?}", seen.last()));
+            return Err(format!(
+                "a game never saw all {n} ballots: {:?}",
+                seen.last()
+            ));
         }
-        // Vote k (in answer order) is included by the first update counting ≥ k+1.
-        let mut k = 0;
-        for (at, count) in seen {
-            while k < n && (k as i64) < count {
-                latencies.push((at - acks[k]).max(0.0));
-                k += 1;
+        // A vote answered at t is included by the first update that left
+        // the server after t: its latency is that update's arrival - t
+        // (updates carry the figures as they were when sent).
+        let mut next = 0;
+        for &ack in &acks {
+            while next < seen.len() && seen[next].0 < ack {
+                next += 1;
+            }
+            match seen.get(next) {
+                Some((at, _)) => latencies.push(at - ack),
+                None => return Err("a vote after the last update a game saw".into()),
             }
         }
     }
     Ok(Run {
-        votes_per_s: n as f64 / elapsed,
+        votes_per_s: total as f64 / elapsed,
         latencies,
     })
 }
@@ -215,6 +243,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (n_viewers, n_games) = (arg("--viewers", 1000), arg("--games", 1000));
+    // Each viewer votes this many times (a changed ballot each time), so a
+    // run lasts long enough to measure.
+    let rounds = arg("--rounds", 5);
     let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(29).wrapping_add(7));
     let secret_b64 = {
         use base64::Engine;
@@ -269,9 +300,8 @@ async fn main() -> Result<(), String> {
         .to_string();
     let viewers = viewer_tokens(ext, CHANNEL, n_viewers);
     println!(
-        "GameLink polls on medkit serve (--memory): {n_viewers} viewers vote once each, {CONCURRENCY} in flight"
+        "GameLink polls on medkit serve (--memory): {n_viewers} viewers vote {rounds} times each, {CONCURRENCY} in flight"
     );
-    let baseline = run(&base, &http, &viewers, &mut creator, Vec::new(), "baseline").await?;
     let t = Instant::now();
     let mut games = Vec::with_capacity(n_games);
     let mut pending = futures_util::stream::iter(0..n_games)
@@ -284,7 +314,38 @@ async fn main() -> Result<(), String> {
         games.push(g?);
     }
     let connect = t.elapsed();
-    let with = run(&base, &http, &viewers, &mut creator, games, "with-games").await?;
+    // Warm-up (HTTP connections, allocations), not measured.
+    run(
+        &base,
+        &http,
+        &viewers,
+        1,
+        &mut creator,
+        Vec::new(),
+        "warm-up",
+    )
+    .await?;
+    // The baseline with the same games connected, subscribed to nothing.
+    let baseline = run(
+        &base,
+        &http,
+        &viewers,
+        rounds,
+        &mut creator,
+        Vec::new(),
+        "baseline",
+    )
+    .await?;
+    let with = run(
+        &base,
+        &http,
+        &viewers,
+        rounds,
+        &mut creator,
+        games,
+        "with-games",
+    )
+    .await?;
     let mut lat = with.latencies.clone();
     lat.sort_by(f64::total_cmp);
     println!(

@@ -418,11 +418,21 @@ where
         env: args.environment,
         registry,
         store: store.clone(),
-        notifier: Arc::new(FanoutNotifier {
-            store,
-            poster: poster.clone(),
-            env: args.environment,
-        }),
+        notifier: {
+            let fanout: Arc<dyn medkit::delivery::Notifier> = Arc::new(FanoutNotifier {
+                store,
+                poster: poster.clone(),
+                env: args.environment,
+            });
+            match args.fanout {
+                // The stream is the queue: jobs are written in order on the request path.
+                FanoutVia::Stream => fanout,
+                // No queue: fan out off the request path, in order.
+                FanoutVia::Direct | FanoutVia::Api => {
+                    Arc::new(medkit::delivery::local::Background::start(fanout))
+                }
+            }
+        },
         poster,
         expiry: Expiry::with_state_days(args.state_ttl_days),
         tokens: Default::default(),
