@@ -182,7 +182,8 @@ async fn upgrade<S: GameStore>(
     };
     let rx = register(&st, &id, peer, &headers);
     let expires_at = conn.expires_at;
-    finish_upgrade(ws, &st, &id).on_upgrade(move |socket| run(socket, id, expires_at, rx, st))
+    finish_upgrade(ws, &st, &id, MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| run(socket, id, expires_at, rx, st))
 }
 
 /// A game's connection at the SDK's URL, `/<version>/<client id>`.
@@ -216,7 +217,9 @@ async fn open_game<S: GameStore>(
         Err(e) => return e.into_response(),
     };
     let rx = register(&st, &id, peer, headers);
-    finish_upgrade(ws, &st, &id)
+    // A frame over the limit gets its error reply (413) and the game carries
+    // on; only one over twice the limit ends the connection.
+    finish_upgrade(ws, &st, &id, 2 * MAX_FRAME_BYTES)
         .on_upgrade(move |socket| run_game(socket, id, session.expires_at, rx, st))
 }
 
@@ -251,10 +254,11 @@ fn finish_upgrade<S: GameStore>(
     ws: WebSocketUpgrade,
     st: &WsState<S>,
     id: &ConnectionId,
+    max_message: usize,
 ) -> WebSocketUpgrade<impl axum::extract::ws::OnFailedUpgrade> {
     let on_fail = st.clone();
     let fail_id = id.clone();
-    ws.max_message_size(MAX_FRAME_BYTES)
+    ws.max_message_size(max_message)
         // Small buffers: an idle connection should cost little.
         .read_buffer_size(4096)
         .write_buffer_size(0)

@@ -495,6 +495,11 @@ async fn a_games_session(ctx: &Ctx) {
             .contains("request_id"),
         "{r}"
     );
+    // A frame over API Gateway's 128 KB: one 413 reply, and the game carries on.
+    let big = json!({"state_id": "channel", "state": {"blob": "x".repeat(130 * 1024)}});
+    game.send_raw(frame("set", 900, "state", Some(&big))).await;
+    let r = game.reply().await;
+    assert_eq!(r["errors"][0]["number"], 413, "{r}");
     let got = game
         .ok("get", "state", Some(json!({"state_id": "channel"})))
         .await;
@@ -836,4 +841,24 @@ async fn the_query_form_of_the_url() {
         }
         other => panic!("expected a 401, got {:?}", other.map(|_| ())),
     }
+}
+
+/// A connection that does not authenticate within 30 s is closed (1008),
+/// and held nothing meanwhile.
+#[tokio::test]
+async fn an_unauthenticated_game_is_closed_after_30_s() {
+    let ctx = Ctx::start(&[]);
+    let mut game = Game::connect(&ctx).await;
+    let closed = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            match game.ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .expect("closed within 40 s");
+    assert_eq!(closed, Some(1008));
 }
