@@ -5,9 +5,13 @@
 //! medkit follows it exactly, field names included.
 //!
 //! The model is pure here: [`envelope`] (frames in and out, error replies),
-//! [`authentication`] (PIN and refresh-token logins), [`state`] (the state
-//! verbs' targets). The WebSocket handlers (edge) parse a frame, dispatch on
-//! its action and target, and answer every request exactly once.
+//! [`authentication`] (PIN and refresh-token logins), [`session`] (a game's
+//! connection and its login window), [`state`] (the state and config
+//! verbs' targets), [`push`] (the updates subscribed games receive),
+//! [`poll`] (polls, their rules and status), [`datastream`]. The WebSocket
+//! handlers (edge, `functions/socket/src/gamelink/`) parse a frame,
+//! dispatch on its action and target, and answer every request exactly
+//! once; `game_polls` and `stores` are the services they share with REST.
 
 pub mod authentication;
 pub mod datastream;
