@@ -94,12 +94,21 @@ pub async fn announce<S: AggregateStore>(
         .vote_totals(&votes(client, channel, &poll.poll_id), None)
         .await
     {
-        Ok((sums, _)) => {
-            if let Some(push) = update(poll, channel, &sums) {
-                app.notifier.push(client.clone(), push).await;
-            }
-        }
+        Ok((sums, _)) => push_update(app, client, channel, poll, &sums).await,
         Err(e) => tracing::warn!(error = %e, "poll update not sent"),
+    }
+}
+
+/// Tells the poll's subscribed games these figures (best effort).
+pub async fn push_update<S>(
+    app: &App<S>,
+    client: &ClientId,
+    channel: &ChannelId,
+    poll: &Poll,
+    sums: &crate::aggregate::vote::Sums,
+) {
+    if let Some(push) = update(poll, channel, sums) {
+        app.notifier.push(client.clone(), push).await;
     }
 }
 

@@ -172,9 +172,7 @@ async fn announce_to_games<S: AggregateStore>(
     };
     match notices.0.decide(poll, Instant::now()) {
         Notice::Now => {
-            if let Some(push) = game_polls::update(&definition, &channel, sums) {
-                app.notifier.push(poll.client.clone(), push).await;
-            }
+            game_polls::push_update(app, &poll.client, &channel, &definition, sums).await;
         }
         Notice::After(wait) => {
             let (app, notices, poll) = (app.clone(), notices.clone(), poll.clone());

@@ -61,8 +61,8 @@ async fn announce_and_answer<S: GameStore>(
     announce: bool,
 ) -> Result<Value, GamelinkError> {
     let sums = sums(app, client, channel, &poll.poll_id).await?;
-    if announce && let Some(push) = game_polls::update(poll, channel, &sums) {
-        app.notifier.push(client.clone(), push).await;
+    if announce {
+        game_polls::push_update(app, client, channel, poll, &sums).await;
     }
     Ok(poll.body(&sums, now_secs()))
 }
