@@ -125,6 +125,52 @@ for name, fn in functions.items():
         if not may_send:
             problems.append(f"{where}: the function may not send to its on-failure queue {queue}")
 
+# Timers (GameLink polls): a function given the timers queue may send to it
+# (and to nothing else); the queue's consumer reports partial failures,
+# outlives none of its messages' visibility, and the queue has a dead-letter
+# queue. Which functions set timers is read from the code: a crate that calls
+# `timers::set`/`timers::poll_times` must have the queue.
+def statements_of(fn):
+    return [st for pol in fn["Properties"].get("Policies", []) if isinstance(pol, dict)
+            for st in pol.get("Statement", [])]
+
+def sets_timers(crate: pathlib.Path):
+    return any(re.search(r"timers::(set|poll_times)\(", f.read_text())
+               for f in (crate / "src").rglob("*.rs"))
+
+timer_queues = {n for n, r in resources.items() if r["Type"] == "AWS::SQS::Queue"
+                and "RedrivePolicy" in r.get("Properties", {})}
+for name, fn in functions.items():
+    props = fn["Properties"]
+    env = props.get("Environment", {}).get("Variables", {})
+    queue_ref = env.get("MEDKIT_TIMERS_QUEUE_URL")
+    queue = queue_ref.get("Ref") if isinstance(queue_ref, dict) else None
+    consumes = [e for e in props.get("Events", {}).values() if e["Type"] == "SQS"]
+    if sets_timers(root / props["CodeUri"]) and not consumes and queue is None:
+        problems.append(f"{name}: its code sets timers but it has no MEDKIT_TIMERS_QUEUE_URL")
+    if queue is None:
+        continue
+    if queue not in timer_queues:
+        problems.append(f"{name}: MEDKIT_TIMERS_QUEUE_URL is not a queue with a dead-letter queue")
+    sends = [st for st in statements_of(fn) if "sqs:SendMessage" in st.get("Action", [])
+             and json.dumps(st.get("Resource")).find(queue) >= 0]
+    if not sends:
+        problems.append(f"{name}: may not send to its timers queue {queue}")
+    for ev in consumes:
+        p = ev["Properties"]
+        if "ReportBatchItemFailures" not in p.get("FunctionResponseTypes", []):
+            problems.append(f"{name}: its SQS source has no ReportBatchItemFailures")
+        if str(p.get("Queue", {}).get("GetAtt", "")).split(".")[0] != queue:
+            problems.append(f"{name}: consumes another queue than its timers queue")
+        visibility = resources[queue]["Properties"].get("VisibilityTimeout", 30)
+        timeout = props.get("Timeout", globals_fn.get("Timeout", 3))
+        if visibility < timeout:
+            problems.append(f"{name}: Timeout {timeout} s outlives {queue}'s visibility {visibility} s")
+consumers = [n for n, fn in functions.items()
+             if any(e["Type"] == "SQS" for e in fn["Properties"].get("Events", {}).values())]
+if timer_queues and not consumers:
+    problems.append("no function consumes the timers queue")
+
 if problems:
     print("template.yaml does not match the code:", *problems, sep="\n  ")
     sys.exit(1)

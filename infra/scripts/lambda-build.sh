@@ -16,7 +16,7 @@ cargo lambda build --release --arm64 "${packages[@]/#/-p}"
 budget=5000000
 status=0
 printf '%-18s %12s\n' function "bootstrap (B)"
-for bin in medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast medkit-fanout; do
+for bin in medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast medkit-fanout medkit-timers; do
   f="target/lambda/$bin/bootstrap"
   [ -f "$f" ] || { echo "$f was not built" >&2; status=1; continue; }
   size=$(stat -c %s "$f")

@@ -6,6 +6,7 @@ events work with `cargo lambda invoke` as long as the function runs with
 MEDKIT_EXTENSIONS=sample-client:<SECRET> (see README). Regenerate with
     cargo build -p medkit-dev && python3 infra/scripts/make-events.py [FAMILY...]
 """
+import hashlib
 import json, os, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,6 +92,7 @@ def ws_event(route, connection_id, query=None, body=None):
     return ev
 
 GAME = "sample-game-1="
+SERVER = "sample-server-1="
 
 def gamelink(action, request_id, target, data):
     """A GameLink frame as the library sends it: keys sorted, no empty target."""
@@ -129,10 +131,29 @@ def stream_job(client, part, frame, to=None):
         "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/medkit-connections/stream/2026-11-25T00:00:00.000",
     }]}
 
+def sqs_timer(message_id, **timer):
+    """An SQS event of one message of the timers queue (what the timers
+    function receives): the body is a timer's wire form (`k` kind, `at` due
+    time in ms, `c` client, `ch` channel, `p` poll id, `r` run)."""
+    body = json.dumps(timer, sort_keys=True, separators=(",", ":"))
+    return {"Records": [{
+        "messageId": message_id,
+        "receiptHandle": "sample-receipt-handle",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795593600000",
+                       "SenderId": "AROASAMPLE", "ApproximateFirstReceiveTimestamp": "1795593600900"},
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:medkit-TimersQueue",
+        "awsRegion": "us-east-1",
+    }]}
+
 def main():
     viewer = token("viewer", user="2002")
     broadcaster = token("broadcaster", user="1001")
     admin = token("admin")
+    backend = token("backend")
     stores = {
         "01-channel-state-post": event("POST", "/v1/e/channel_state", auth=broadcaster, body={"round": 1, "teams": {"red": 0}}),
         "02-channel-state-patch": event("PATCH", "/v1/e/channel_state", auth=broadcaster, body={"teams": {"red": 5}}),
@@ -214,6 +235,20 @@ def main():
         "08-gamelink-subscribe-state": ws_event("$default", GAME, body=gamelink(
             "subscribe", 3, "state", {"topic_id": "channel"})),
         "09-gamelink-disconnect": ws_event("$disconnect", GAME),
+        # A game server: logs in with a backend token the extension signed,
+        # and runs a match across two channels and a poll in both.
+        "10-gamelink-server-connect": ws_event("$connect", SERVER, query={"client_id": CLIENT}),
+        "11-gamelink-server-authenticate": ws_event("$default", SERVER, body=gamelink(
+            "authenticate", 1, "", {"client_id": CLIENT, "jwt": backend})),
+        "12-gamelink-match-create": ws_event("$default", SERVER, body=gamelink(
+            "create", 2, "match", {"id": "match-1"})),
+        "13-gamelink-match-add-channels": ws_event("$default", SERVER, body=gamelink(
+            "add_channels", 3, "match", {"channel_ids": ["1001", "1002"], "id": "match-1"})),
+        "14-gamelink-match-poll-create": ws_event("$default", SERVER, body=gamelink(
+            "create", 4, "match_poll", {"id": "match-1", "poll": {
+                "config": {"endsIn": 600}, "options": ["left", "right"], "poll_id": "route",
+                "prompt": "Which way?"}})),
+        "15-gamelink-server-disconnect": ws_event("$disconnect", SERVER),
     }
     broadcast = {
         "01-broadcast-post": event("POST", "/v1/e/broadcast", auth=broadcaster,
@@ -234,8 +269,15 @@ def main():
         "01-job-shard": stream_job(CLIENT, "s:0", frame),
         "02-job-follow-up": stream_job(CLIENT, "r", frame, to=["sample-conn-1="]),
     }
+    # Due long ago (fired at once), and one due in 2100 (sent round again).
+    timers = {
+        "01-vote-figures": sqs_timer("sample-message-1", k="vote_figures", at=0, c=CLIENT, ch="1001", p="poll1"),
+        "02-poll-ends": sqs_timer("sample-message-2", k="poll_ends", at=0, c=CLIENT, ch="1001", p="boss", r="sample-run"),
+        "03-poll-starts-later": sqs_timer("sample-message-3", k="poll_starts", at=4102444800000, c=CLIENT,
+                                          ch="1001", p="boss", r="sample-run"),
+    }
     families = {"stores": stores, "auth": auth, "aggregate": aggregate, "codes": codes,
-                "socket": socket, "broadcast": broadcast, "fanout": fanout}
+                "socket": socket, "broadcast": broadcast, "fanout": fanout, "timers": timers}
     wanted = sys.argv[1:] or list(families)
     for family, events in ((f, families[f]) for f in wanted):
         d = os.path.join(ROOT, "events", family)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests
-# need (DynamoDB Local from Maven Central, cfn-lint from PyPI, the JavaScript
+# need (DynamoDB Local from Maven Central, cfn-lint and moto from PyPI, the JavaScript
 # client's npm packages), runs every crate's tests with the DynamoDB contract
 # tests required, the JavaScript client's Node tests against `medkit serve`,
 # lints the SAM template, and stops what it started.
@@ -8,13 +8,35 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
-port="${MEDKIT_TEST_DYNAMODB_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
-cleanup() { bash infra/scripts/dynamodb-local.sh stop || true; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="${MEDKIT_TEST_DYNAMODB_PORT:-$(free_port)}"
+moto_pid=""
+cleanup() {
+  bash infra/scripts/dynamodb-local.sh stop || true
+  [ -z "$moto_pid" ] || kill "$moto_pid" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 echo "== DynamoDB Local"
 endpoint=$(bash infra/scripts/dynamodb-local.sh start "$port")
 echo "running at $endpoint"
+
+# The timers queue's adapter is tested against an SQS emulator (moto).
+echo "== SQS emulator (moto)"
+moto_bin=$(bash infra/scripts/tools.sh moto)
+sqs_port=$(free_port)
+"$moto_bin/moto_server" -H 127.0.0.1 -p "$sqs_port" > "${TMPDIR:-/tmp}/medkit-moto-$sqs_port.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf -o /dev/null -X POST "http://127.0.0.1:$sqs_port/moto-api/reset" && break
+  kill -0 "$moto_pid" 2>/dev/null || { echo "moto_server exited" >&2; exit 1; }
+  sleep 0.2
+done
+curl -sf -o /dev/null -X POST "http://127.0.0.1:$sqs_port/moto-api/reset" \
+  || { echo "moto_server did not answer on $sqs_port" >&2; exit 1; }
+echo "running at http://127.0.0.1:$sqs_port"
+export MEDKIT_TEST_SQS_ENDPOINT="http://127.0.0.1:$sqs_port"
+export MEDKIT_REQUIRE_SQS=1
 
 echo "== cargo test"
 export MEDKIT_TEST_DYNAMODB_ENDPOINT="$endpoint"

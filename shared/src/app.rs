@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::auth::{Caller, TokenCache};
 use crate::delivery::fanout::Fanout;
+use crate::delivery::timers::TimerQueue;
 use crate::delivery::{Notifier, Poster};
 use crate::env::Env;
 use crate::error::ApiError;
@@ -19,6 +20,8 @@ pub struct App<S> {
     pub notifier: Arc<dyn Notifier>,
     /// How frames reach WebSocket connections (broadcasts and events).
     pub poster: Arc<dyn Poster>,
+    /// Where timers wait (an SQS queue on AWS); None: in process (`timers`).
+    pub timers: Option<Arc<dyn TimerQueue>>,
     pub expiry: Expiry,
     pub tokens: TokenCache,
 }

@@ -20,6 +20,10 @@ pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
 /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`). Optional:
 /// without it events are not delivered; the broadcast function requires it.
 pub const ENV_WS_ENDPOINT: &str = "MEDKIT_WS_ENDPOINT";
+/// The SQS queue timers wait in (its URL). Optional: without it a function
+/// keeps its timers in process, which a frozen Lambda may never run; the
+/// socket, aggregate and timers functions have it in `template.yaml`.
+pub const ENV_TIMERS_QUEUE_URL: &str = "MEDKIT_TIMERS_QUEUE_URL";
 
 /// Fails naming `var` when it is unset or blank: for a function that cannot
 /// work without an otherwise optional variable (the WebSocket endpoint).
@@ -38,6 +42,7 @@ pub struct LambdaConfig {
     pub tables: Tables,
     pub expiry: Expiry,
     pub ws_endpoint: Option<String>,
+    pub timers_queue: Option<String>,
 }
 
 impl LambdaConfig {
@@ -83,6 +88,18 @@ impl LambdaConfig {
                 });
             }
         };
+        let timers_queue = match get(ENV_TIMERS_QUEUE_URL).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(url.trim().to_string())
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    var: ENV_TIMERS_QUEUE_URL,
+                    reason: "expected the queue's http(s) URL".into(),
+                });
+            }
+        };
         let expiry = match get(ENV_STATE_TTL_DAYS) {
             None => Expiry::default(),
             Some(days) => match days.trim().parse::<i64>() {
@@ -101,6 +118,7 @@ impl LambdaConfig {
             tables,
             expiry,
             ws_endpoint,
+            timers_queue,
         })
     }
 }

@@ -9,15 +9,12 @@
 //! atomic write of the definition (`expiry_sent`), so a stop and a timer,
 //! or two timers, never send two.
 
-use std::time::Duration;
-
 use crate::aggregate::AggKey;
-use crate::app::{App, SharedApp};
+use crate::app::App;
 use crate::clock::{now_ms, now_secs};
 use crate::error::StoreError;
-use crate::gamelink::envelope::{MAX_FRAME_BYTES, Meta, reply};
 use crate::gamelink::poll::{Poll, Status};
-use crate::gamelink::push::Push;
+use crate::gamelink::push::{Push, fitting};
 use crate::ids::{ChannelId, ClientId};
 use crate::realtime::subscription::Subscription;
 use crate::store::{AggregateStore, DocKey, DocumentStore};
@@ -67,36 +64,34 @@ pub fn update(
     channel: &ChannelId,
     sums: &crate::aggregate::vote::Sums,
 ) -> Option<Push> {
-    let frame = reply(
-        &Meta::update("poll"),
-        &poll.body(sums, now_secs()),
+    let body = poll.body(sums, now_secs());
+    fitting(
+        subscription(channel, &poll.poll_id),
+        "poll",
+        &body,
         now_ms(),
-    );
-    if frame.len() > MAX_FRAME_BYTES {
-        tracing::warn!(bytes = frame.len(), "poll update too large to push");
-        return None;
-    }
-    Some(Push {
-        to: subscription(channel, &poll.poll_id),
-        frame,
-    })
+    )
 }
 
-/// Tells the poll's subscribed games its current figures (best effort).
+/// How long a poll's definition is kept: as long as its votes.
+pub fn ttl_secs<S>(app: &App<S>) -> i64 {
+    app.expiry.votes_secs
+}
+
+/// Tells the poll's subscribed games its current figures; the read of its
+/// votes may fail (a timer then tries again).
 pub async fn announce<S: AggregateStore>(
     app: &App<S>,
     client: &ClientId,
     channel: &ChannelId,
     poll: &Poll,
-) {
-    match app
+) -> Result<(), StoreError> {
+    let (sums, _) = app
         .store
         .vote_totals(&votes(client, channel, &poll.poll_id), None)
-        .await
-    {
-        Ok((sums, _)) => push_update(app, client, channel, poll, &sums).await,
-        Err(e) => tracing::warn!(error = %e, "poll update not sent"),
-    }
+        .await?;
+    push_update(app, client, channel, poll, &sums).await;
+    Ok(())
 }
 
 /// Tells the poll's subscribed games these figures (best effort).
@@ -127,19 +122,19 @@ impl From<StoreError> for NotYours {
 }
 
 /// Sends the poll's one `expired` update, if this run of the poll is over
-/// and nobody sent it yet.
+/// and nobody sent it yet. A store failure is returned (the claim was not
+/// made, so trying again is safe).
 pub async fn expire<S: DocumentStore + AggregateStore>(
     app: &App<S>,
     client: &ClientId,
     channel: &ChannelId,
     poll_id: &str,
     run: &str,
-    ttl_secs: i64,
-) {
+) -> Result<(), StoreError> {
     let run_owned = run.to_string();
     let claimed = app
         .store
-        .update_doc(&key(client, channel, poll_id), ttl_secs, move |cur| {
+        .update_doc(&key(client, channel, poll_id), ttl_secs(app), move |cur| {
             let mut poll: Poll = cur
                 .and_then(|v| serde_json::from_value(v).ok())
                 .ok_or(NotYours::Nothing)?;
@@ -156,55 +151,19 @@ pub async fn expire<S: DocumentStore + AggregateStore>(
         .await;
     match claimed {
         Ok(v) => match serde_json::from_value::<Poll>(v) {
-            Ok(poll) => announce(app, client, channel, &poll).await,
-            Err(e) => tracing::error!(error = %e, "a stored poll definition does not parse"),
-        },
-        Err(NotYours::Nothing) => {}
-        Err(NotYours::Store(e)) => tracing::warn!(error = %e, "poll expiry not sent"),
-    }
-}
-
-/// In-process timers for a poll's start (its `active` update) and end (its
-/// `expired` update). Each checks, when it fires, that the poll is still
-/// this run, so a poll deleted and created again is never touched by the
-/// old one's timers.
-pub fn schedule<S: DocumentStore + AggregateStore>(
-    app: &SharedApp<S>,
-    client: &ClientId,
-    channel: &ChannelId,
-    poll: &Poll,
-    ttl_secs: i64,
-) {
-    let now = now_secs();
-    let at = |t: i64| Duration::from_secs((t - now).max(0) as u64);
-    if poll.config.starts_at > now {
-        let (app, client, channel) = (app.clone(), client.clone(), channel.clone());
-        let (id, run, wait) = (
-            poll.poll_id.clone(),
-            poll.run.clone(),
-            at(poll.config.starts_at),
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            match load(&app.store, &client, &channel, &id).await {
-                Ok(Some(p)) if p.run == run && p.status(now_secs()) == Status::Active => {
-                    announce(&app, &client, &channel, &p).await
+            // Claimed: the update goes now or never (a retry finds it sent).
+            Ok(poll) => {
+                if let Err(e) = announce(app, client, channel, &poll).await {
+                    tracing::warn!(error = %e, "poll expiry not sent");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "poll start not announced"),
+                Ok(())
             }
-        });
-    }
-    if poll.config.ends_at > 0 {
-        let (app, client, channel) = (app.clone(), client.clone(), channel.clone());
-        let (id, run, wait) = (
-            poll.poll_id.clone(),
-            poll.run.clone(),
-            at(poll.config.ends_at),
-        );
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            expire(&app, &client, &channel, &id, &run, ttl_secs).await;
-        });
+            Err(e) => {
+                tracing::error!(error = %e, "a stored poll definition does not parse");
+                Ok(())
+            }
+        },
+        Err(NotYours::Nothing) => Ok(()),
+        Err(NotYours::Store(e)) => Err(e),
     }
 }

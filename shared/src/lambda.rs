@@ -10,6 +10,8 @@ use crate::config::{ConfigError, LambdaConfig, require_set};
 use crate::delivery::fanout::FanoutNotifier;
 use crate::delivery::local::{NoPoster, NoopNotifier};
 use crate::delivery::management::ManagementPoster;
+use crate::delivery::sqs::SqsTimers;
+use crate::delivery::timers::TimerQueue;
 use crate::delivery::{Notifier, Poster};
 use crate::store::dynamo::DynamoStore;
 
@@ -19,10 +21,12 @@ pub type Error = lambda_http::Error;
 /// The app a Lambda function runs: configuration from the environment and the
 /// DynamoDB store. Fails at init, naming the variable, when configuration is bad.
 /// With `MEDKIT_WS_ENDPOINT` set, events reach WebSocket clients through the
-/// Management API; without it they are dropped (logged at debug).
-pub async fn from_env() -> Result<SharedApp<DynamoStore>, ConfigError> {
+/// Management API; without it they are dropped (logged at debug). A function
+/// that sets timers names its queue adapter (`timers`, [`SQS_TIMERS`]); the
+/// others link no queue client at all.
+pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, ConfigError> {
     let cfg = LambdaConfig::from_env()?;
-    tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, "configured");
+    tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, timers = ?cfg.timers_queue, "configured");
     let conf = crate::aws::lambda_config()?;
     let store =
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), cfg.tables).with_fanout_queue();
@@ -44,22 +48,47 @@ pub async fn from_env() -> Result<SharedApp<DynamoStore>, ConfigError> {
         store,
         notifier,
         poster,
+        timers: match (timers, cfg.timers_queue.as_deref()) {
+            (Some(queue), Some(url)) => Some(queue(&conf, url)),
+            (Some(_), None) => {
+                tracing::warn!(
+                    "MEDKIT_TIMERS_QUEUE_URL is not set: timers sleep in process, and a frozen \
+                     Lambda may never run them"
+                );
+                None
+            }
+            (None, _) => None,
+        },
         expiry: cfg.expiry,
         tokens: Default::default(),
     }))
+}
+
+/// How a function's timers are kept: None for a function that sets none,
+/// [`SQS_TIMERS`] for one that does.
+pub type TimerWiring = Option<fn(&aws_types::SdkConfig, &str) -> Arc<dyn TimerQueue>>;
+
+/// Timers on the SQS queue at `MEDKIT_TIMERS_QUEUE_URL`.
+pub const SQS_TIMERS: TimerWiring = Some(sqs_timers);
+
+fn sqs_timers(conf: &aws_types::SdkConfig, url: &str) -> Arc<dyn TimerQueue> {
+    Arc::new(SqsTimers::from_conf(conf, url))
 }
 
 /// What every function does at init: JSON logs, a check of the variables
 /// it cannot work without (beyond those every function reads), then the app.
 /// A failure is logged naming the variable and returned, so Lambda reports
 /// an init error.
-pub async fn init(required: &[&'static str]) -> Result<SharedApp<DynamoStore>, Error> {
+pub async fn init(
+    required: &[&'static str],
+    timers: TimerWiring,
+) -> Result<SharedApp<DynamoStore>, Error> {
     crate::logging::init_json();
     let app = async {
         for var in required {
             require_set(var)?;
         }
-        from_env().await
+        from_env(timers).await
     }
     .await
     .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
@@ -72,7 +101,16 @@ pub async fn run_http(
     required: &[&'static str],
     router: impl FnOnce(SharedApp<DynamoStore>) -> axum::Router,
 ) -> Result<(), Error> {
-    let app = init(required).await?;
+    run_http_with(required, None, router).await
+}
+
+/// [`run_http`] for a function that sets timers.
+pub async fn run_http_with(
+    required: &[&'static str],
+    timers: TimerWiring,
+    router: impl FnOnce(SharedApp<DynamoStore>) -> axum::Router,
+) -> Result<(), Error> {
+    let app = init(required, timers).await?;
     let router = router(app).layer(axum::middleware::from_fn(within_deadline));
     lambda_http::run(router).await
 }
@@ -104,7 +142,11 @@ pub struct Handled<R> {
 /// Runs a function whose events are not HTTP requests (WebSocket routes,
 /// stream batches): [`init`], then every event through `handle`, with one
 /// log line per invocation like the HTTP functions' request lines.
-pub async fn run_events<E, R, F, Fut>(required: &[&'static str], handle: F) -> Result<(), Error>
+pub async fn run_events<E, R, F, Fut>(
+    required: &[&'static str],
+    timers: TimerWiring,
+    handle: F,
+) -> Result<(), Error>
 where
     E: serde::de::DeserializeOwned + Send,
     R: serde::Serialize + Send,
@@ -112,7 +154,7 @@ where
     Fut: std::future::Future<Output = Handled<R>> + Send,
 {
     use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
-    let app = init(required).await?;
+    let app = init(required, timers).await?;
     let handle = &handle;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
@@ -122,6 +164,48 @@ where
         Ok::<R, Error>(out.response)
     }))
     .await
+}
+
+/// The partial-batch response of a stream or queue function
+/// (`ReportBatchItemFailures`): the records to deliver again.
+#[derive(Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct BatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<ItemFailure>,
+}
+
+#[derive(Debug, serde::Serialize, PartialEq, Eq)]
+pub struct ItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+impl BatchResponse {
+    /// From each record's outcome: `Some(its id)` to deliver it again.
+    pub fn of(outcomes: impl IntoIterator<Item = Option<String>>) -> Self {
+        BatchResponse {
+            batch_item_failures: outcomes
+                .into_iter()
+                .flatten()
+                .map(|item_identifier| ItemFailure { item_identifier })
+                .collect(),
+        }
+    }
+
+    /// Logged as `route` with 200 when every record was done, 207 when some
+    /// are handed back.
+    pub fn handled(self, route: &str) -> Handled<Self> {
+        let status = if self.batch_item_failures.is_empty() {
+            200
+        } else {
+            207
+        };
+        Handled {
+            response: self,
+            route: route.into(),
+            status,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,14 @@
 //!    [`gamelink`] (the game protocol's frames and verbs).
 //!    Pure rules and types.
 //! 3. **Ports:** [`store`] (one trait per data family) and [`delivery`]
-//!    (`Poster`, `Notifier`): traits only.
+//!    (`Poster`, `Notifier`, `TimerQueue`): traits only.
 //! 4. **Adapters and services:** `store::dynamo`, `store::embedded` (feature
 //!    `embedded`), [`aws`] (SDK set-up), `delivery::fanout`,
-//!    `delivery::management`, `delivery::local`.
+//!    `delivery::management`, `delivery::local`, `delivery::sqs`.
 //! 5. **Edge:** [`http`] (extractors, the error → `{"reason"}` mapping, router
-//!    layers), [`app`], [`config`], [`lambda`] (a Lambda's composition root).
+//!    layers), [`app`], [`config`], [`lambda`] (a Lambda's composition root),
+//!    the services that need the app: [`stores`], [`game_polls`],
+//!    [`game_matches`], [`timers`].
 //!
 //! Feature `testing` adds [`testing`] (test support, never in a Lambda).
 
@@ -49,10 +51,12 @@ pub mod store;
 // 5. edge
 pub mod app;
 pub mod config;
+pub mod game_matches;
 pub mod game_polls;
 pub mod http;
 pub mod lambda;
 pub mod stores;
+pub mod timers;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -4,6 +4,7 @@
 
 mod accumulate;
 mod rank;
+pub mod timers;
 mod trivia;
 mod vote;
 

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), medkit::lambda::Error> {
-    medkit::lambda::run_http(&[], medkit_aggregate::router).await
+    medkit::lambda::run_http_with(&[], medkit::lambda::SQS_TIMERS, medkit_aggregate::router).await
 }

@@ -9,18 +9,18 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 use medkit::aggregate::AggKey;
-use medkit::aggregate::vote::{Ballot, Sums, VoteInput};
+use medkit::aggregate::vote::{Ballot, Sums, VoteInput, update_event};
 use medkit::aggregate::window::expiry_bucket;
 use medkit::app::SharedApp;
 use medkit::auth::Caller;
-use medkit::clock::now_secs;
+use medkit::clock::{now_ms, now_secs};
+use medkit::delivery::timers::{Due, Timer};
 use medkit::error::ApiError;
 use medkit::game_polls;
 use medkit::gamelink::poll::Poll;
 use medkit::http::{JsonBody, QueryMap, ok, ok_text};
-use medkit::ids::AggregateId;
-use medkit::realtime::event::{Audience, Event};
 use medkit::store::{AggregateStore, AuthStore, DocumentStore, LimitStore};
+use medkit::timers;
 use serde_json::json;
 
 use crate::{CHANNEL_OWNERS, PRIVILEGED, agg_key, spend_new_aggregate};
@@ -36,10 +36,12 @@ pub const NOTICE_WINDOW: Duration = Duration::from_secs(5);
 pub const GAME_NOTICE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Throttles `vote_update` events per poll: the first vote of a window is
-/// announced at once; later votes in the window schedule one trailing event
-/// at its end, so listeners always end up with the final figures.
+/// announced at once; later votes in the window set one trailing timer at
+/// its end, so listeners always end up with the final figures. In memory,
+/// so per Lambda instance: with n instances a poll may send up to n events
+/// (and n trailing ones) per window, never fewer than the final figures.
 pub struct VoteNotices {
-    polls: Mutex<HashMap<AggKey, Window>>,
+    polls: Mutex<HashMap<AggKey, Instant>>,
     window: Duration,
 }
 
@@ -58,11 +60,6 @@ impl Default for GameNotices {
     }
 }
 
-struct Window {
-    sent_at: Instant,
-    trailing: bool,
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum Notice {
     Now,
@@ -79,80 +76,42 @@ impl VoteNotices {
         }
     }
 
+    /// What a change at `now` sends. The map holds, per poll, the moment of
+    /// its last notice, sent or set for later: a change before that moment
+    /// is covered by the trailing notice already set; one within a window
+    /// after it sets the next trailing notice; later ones are sent now.
     pub fn decide(&self, poll: &AggKey, now: Instant) -> Notice {
         let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
         if polls.len() > 10_000 {
-            polls.retain(|_, w| now.duration_since(w.sent_at) < self.window || w.trailing);
+            let window = self.window;
+            polls.retain(|_, last| *last > now || now.duration_since(*last) < window);
         }
         match polls.get_mut(poll) {
-            Some(w) if now.duration_since(w.sent_at) < self.window => {
-                if w.trailing {
-                    Notice::Skip
-                } else {
-                    w.trailing = true;
-                    Notice::After(self.window - now.duration_since(w.sent_at))
-                }
+            Some(last) if *last > now => Notice::Skip,
+            Some(last) if now.duration_since(*last) < self.window => {
+                *last += self.window;
+                Notice::After(*last - now)
             }
             _ => {
-                polls.insert(
-                    poll.clone(),
-                    Window {
-                        sent_at: now,
-                        trailing: false,
-                    },
-                );
+                polls.insert(poll.clone(), now);
                 Notice::Now
             }
         }
     }
-
-    fn sent(&self, poll: &AggKey, at: Instant) {
-        let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
-        polls.insert(
-            poll.clone(),
-            Window {
-                sent_at: at,
-                trailing: false,
-            },
-        );
-    }
-}
-
-fn vote_event(poll: &AggKey, id: &AggregateId, sums: &Sums) -> Event {
-    Event {
-        client_id: poll.client.clone(),
-        audience: match &poll.scope {
-            Some(ch) => Audience::Channel(ch.clone()),
-            None => Audience::Extension,
-        },
-        name: format!("vote_update:{id}"),
-        data: json!({"id": id.as_str(), "stats": sums.vote_data(None)}),
-        games: None,
-    }
 }
 
 /// Announces the poll's new figures, within the throttle.
-async fn announce<S: AggregateStore>(
+async fn announce<S: AggregateStore + DocumentStore>(
     app: &SharedApp<S>,
-    notices: &Arc<VoteNotices>,
+    notices: &VoteNotices,
     poll: &AggKey,
-    id: &AggregateId,
     sums: &Sums,
 ) {
     match notices.decide(poll, Instant::now()) {
-        Notice::Now => app.notifier.notify(vote_event(poll, id, sums)).await,
+        Notice::Now => app.notifier.notify(update_event(poll, sums)).await,
         Notice::After(wait) => {
-            let (app, notices, poll, id) = (app.clone(), notices.clone(), poll.clone(), id.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                match app.store.vote_totals(&poll, None).await {
-                    Ok((sums, _)) => {
-                        notices.sent(&poll, Instant::now());
-                        app.notifier.notify(vote_event(&poll, &id, &sums)).await;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "vote_update not sent"),
-                }
-            });
+            let timer = Timer::VoteFigures(poll.clone());
+            timers::set(app, Due::after(now_ms(), wait.as_millis() as i64, timer)).await;
         }
         Notice::Skip => {}
     }
@@ -160,30 +119,62 @@ async fn announce<S: AggregateStore>(
 
 /// Tells a GameLink poll's subscribed games its new figures, at most once
 /// per [`GAME_NOTICE_WINDOW`], the last change always within it.
-async fn announce_to_games<S: AggregateStore>(
+async fn announce_to_games<S: AggregateStore + DocumentStore>(
     app: &SharedApp<S>,
-    notices: &Arc<GameNotices>,
+    notices: &GameNotices,
     poll: &AggKey,
-    definition: Poll,
+    definition: &Poll,
     sums: &Sums,
 ) {
-    let Some(channel) = poll.scope.clone() else {
+    let Some(channel) = &poll.scope else {
         return;
     };
+    if let Some(match_id) = &definition.match_id {
+        announce_to_match(app, notices, &poll.client, match_id, &poll.id).await;
+    }
     match notices.0.decide(poll, Instant::now()) {
         Notice::Now => {
-            game_polls::push_update(app, &poll.client, &channel, &definition, sums).await;
+            game_polls::push_update(app, &poll.client, channel, definition, sums).await;
         }
         Notice::After(wait) => {
-            let (app, notices, poll) = (app.clone(), notices.clone(), poll.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                notices.0.sent(&poll, Instant::now());
-                game_polls::announce(&app, &poll.client, &channel, &definition).await;
-            });
+            let timer = Timer::PollFigures {
+                client: poll.client.clone(),
+                channel: channel.clone(),
+                poll_id: poll.id.clone(),
+            };
+            timers::set(app, Due::after(now_ms(), wait.as_millis() as i64, timer)).await;
         }
         Notice::Skip => {}
     }
+}
+
+/// A vote on a channel's part of a match poll: the match's subscribers get
+/// every channel's figures, at most once per [`GAME_NOTICE_WINDOW`], always
+/// through a timer (due now or at the window's end), since reading every
+/// channel's figures does not belong on a vote's path.
+async fn announce_to_match<S: AggregateStore + DocumentStore>(
+    app: &SharedApp<S>,
+    notices: &GameNotices,
+    client: &medkit::ids::ClientId,
+    match_id: &str,
+    poll_id: &str,
+) {
+    let throttle = AggKey {
+        client: client.clone(),
+        scope: None,
+        id: format!("match|{match_id}|{poll_id}"),
+    };
+    let wait = match notices.0.decide(&throttle, Instant::now()) {
+        Notice::Now => Duration::ZERO,
+        Notice::After(wait) => wait,
+        Notice::Skip => return,
+    };
+    let timer = Timer::MatchPollFigures {
+        client: client.clone(),
+        match_id: match_id.to_string(),
+        poll_id: poll_id.to_string(),
+    };
+    timers::set(app, Due::after(now_ms(), wait.as_millis() as i64, timer)).await;
 }
 
 pub async fn cast<S: DocumentStore + AggregateStore + AuthStore + LimitStore>(
@@ -194,7 +185,7 @@ pub async fn cast<S: DocumentStore + AggregateStore + AuthStore + LimitStore>(
     query: QueryMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let (id, poll) = agg_key(&caller, &query)?;
+    let (_, poll) = agg_key(&caller, &query)?;
     let input = VoteInput::parse(&body)?;
     let voter = caller.voter_id()?;
     // A poll a game created has rules of its own: read them beside the budget.
@@ -225,10 +216,13 @@ pub async fn cast<S: DocumentStore + AggregateStore + AuthStore + LimitStore>(
         bucket: expiry_bucket(now, app.expiry.votes_secs),
     };
     let sums = app.store.cast_vote(&poll, ballot).await?;
-    announce(&app, &notices, &poll, &id, &sums).await;
-    if let Some(d) = definition {
-        announce_to_games(&app, &game_notices, &poll, d, &sums).await;
-    }
+    // Both at once: each may set a timer (one SQS message on AWS).
+    let games = async {
+        if let Some(d) = &definition {
+            announce_to_games(&app, &game_notices, &poll, d, &sums).await;
+        }
+    };
+    tokio::join!(announce(&app, &notices, &poll, &sums), games);
     Ok(ok_text(sums.vote_data_text(Some(input.value))))
 }
 
@@ -290,7 +284,7 @@ pub async fn logs<S: AggregateStore + AuthStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medkit::ids::{ChannelId, ClientId};
+    use medkit::ids::{AggregateId, ChannelId, ClientId};
 
     #[test]
     fn notices_lead_then_trail_once_per_window() {
@@ -308,11 +302,17 @@ mod tests {
             Notice::After(Duration::from_secs(4))
         );
         assert_eq!(n.decide(&poll, t0 + Duration::from_secs(2)), Notice::Skip);
-        n.sent(&poll, t0 + Duration::from_secs(5));
+        // After the trailing notice (t0 + 5 s), within its window: the next.
         assert_eq!(
             n.decide(&poll, t0 + Duration::from_secs(6)),
             Notice::After(Duration::from_secs(4))
         );
-        assert_eq!(n.decide(&poll, t0 + Duration::from_secs(11)), Notice::Now);
+        assert_eq!(n.decide(&poll, t0 + Duration::from_secs(9)), Notice::Skip);
+        // A window after the last notice (t0 + 10 s): at once.
+        assert_eq!(n.decide(&poll, t0 + Duration::from_secs(15)), Notice::Now);
+        assert_eq!(
+            n.decide(&poll, t0 + Duration::from_secs(16)),
+            Notice::After(Duration::from_secs(4))
+        );
     }
 }

@@ -6,5 +6,10 @@ use medkit::config::ENV_WS_ENDPOINT;
 
 #[tokio::main]
 async fn main() -> Result<(), medkit::lambda::Error> {
-    medkit::lambda::run_events(&[ENV_WS_ENDPOINT], medkit_broadcast::worker::invocation).await
+    medkit::lambda::run_events(
+        &[ENV_WS_ENDPOINT],
+        None,
+        medkit_broadcast::worker::invocation,
+    )
+    .await
 }

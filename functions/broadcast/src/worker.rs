@@ -19,24 +19,10 @@
 
 use medkit::app::{App, SharedApp};
 use medkit::delivery::fanout::JobOutcome;
-use medkit::lambda::Handled;
+use medkit::lambda::{BatchResponse, Handled};
 use medkit::realtime::job::JobPart;
 use medkit::store::ConnectionStore;
 use medkit::store::dynamo::stream::StreamEvent;
-use serde::Serialize;
-
-/// The partial-batch response (`ReportBatchItemFailures`).
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct BatchResponse {
-    #[serde(rename = "batchItemFailures")]
-    pub batch_item_failures: Vec<ItemFailure>,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct ItemFailure {
-    #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
-}
 
 /// Delivers every job of one stream batch, concurrently.
 pub async fn handle<S: ConnectionStore>(app: &App<S>, event: StreamEvent) -> BatchResponse {
@@ -69,14 +55,7 @@ pub async fn handle<S: ConnectionStore>(app: &App<S>, event: StreamEvent) -> Bat
             }
         }
     });
-    let failures = futures_util::future::join_all(runs).await;
-    BatchResponse {
-        batch_item_failures: failures
-            .into_iter()
-            .flatten()
-            .map(|item_identifier| ItemFailure { item_identifier })
-            .collect(),
-    }
+    BatchResponse::of(futures_util::future::join_all(runs).await)
 }
 
 /// One Lambda invocation: [`handle`], logged as route `fanout` with 200 when
@@ -85,17 +64,7 @@ pub async fn invocation<S: ConnectionStore>(
     app: SharedApp<S>,
     event: StreamEvent,
 ) -> Handled<BatchResponse> {
-    let response = handle(&app, event).await;
-    let status = if response.batch_item_failures.is_empty() {
-        200
-    } else {
-        207
-    };
-    Handled {
-        response,
-        route: "fanout".into(),
-        status,
-    }
+    handle(&app, event).await.handled("fanout")
 }
 
 /// A job's part for logs (a follow-up's ids are not logged).

@@ -5,5 +5,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), medkit::lambda::Error> {
-    medkit::lambda::run_events(&[], medkit_socket::invocation).await
+    medkit::lambda::run_events(&[], medkit::lambda::SQS_TIMERS, medkit_socket::invocation).await
 }

@@ -367,6 +367,7 @@ async fn stream_mapping(
         notifier: Arc::new(medkit::delivery::local::NoopNotifier),
         poster,
         expiry: app.expiry,
+        timers: None,
         tokens: Default::default(),
     });
     let conf = medkit::aws::local_config(&src.endpoint);
@@ -435,6 +436,7 @@ where
         },
         poster,
         expiry: Expiry::with_state_days(args.state_ttl_days),
+        timers: None,
         tokens: Default::default(),
     });
     let destination = match mapping {

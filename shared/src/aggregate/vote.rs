@@ -7,13 +7,29 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::window;
+use super::{AggKey, window};
 use crate::error::ApiError;
+use crate::realtime::event::{Audience, Event};
 
 pub const SPECIFIC_SLOTS: usize = 32;
 pub const MIN_VALUE: i64 = -1000;
 pub const MAX_VALUE: i64 = 1000;
 pub const MAX_WEIGHT: i64 = 30;
+
+/// The `vote_update:<id>` event a poll's listeners receive with its figures
+/// (CONTRACT §4): on the poll's channel, or extension-wide for a `global` id.
+pub fn update_event(poll: &AggKey, sums: &Sums) -> Event {
+    Event {
+        client_id: poll.client.clone(),
+        audience: match &poll.scope {
+            Some(ch) => Audience::Channel(ch.clone()),
+            None => Audience::Extension,
+        },
+        name: format!("vote_update:{}", poll.id),
+        data: json!({"id": poll.id, "stats": sums.vote_data(None)}),
+        games: None,
+    }
+}
 
 /// A validated `POST vote` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

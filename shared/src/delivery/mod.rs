@@ -12,11 +12,15 @@
 //! - [`fanout`]: the service that finds a send's recipients in the
 //!   connection store and posts to each.
 //! - [`send`]: a send's envelope, budget and fan-out (REST and GameLink).
+//! - [`timers::TimerQueue`]: keeps timers until they are due. Adapter:
+//!   [`sqs::SqsTimers`]; without one, timers sleep in process.
 
 pub mod fanout;
 pub mod local;
 pub mod management;
 pub mod send;
+pub mod sqs;
+pub mod timers;
 
 use std::future::Future;
 use std::pin::Pin;

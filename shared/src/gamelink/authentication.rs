@@ -2,6 +2,8 @@
 //! extension, or, in a later session, with the refresh token a PIN login
 //! returned (`schema/authentication.h`: `{pin | refresh, client_id,
 //! game_id?}`). The answer is `{jwt, refresh, twitch_name, twitch_id}`.
+//! A game server logs in with `{jwt, client_id}`: a token the extension
+//! signed (role `backend` or `admin`), for matches across channels.
 
 use serde_json::Value;
 
@@ -10,7 +12,7 @@ use crate::ids::ClientId;
 
 /// Longest PIN accepted (medkit's are 6 characters).
 const MAX_PIN: usize = 16;
-/// Longest refresh token accepted.
+/// Longest refresh token (or server token) accepted.
 const MAX_REFRESH: usize = 512;
 /// Longest game id accepted.
 const MAX_GAME_ID: usize = 128;
@@ -20,6 +22,8 @@ const MAX_GAME_ID: usize = 128;
 pub enum Login {
     Pin(String),
     Refresh(String),
+    /// A game server's token, signed by the extension.
+    Server(String),
 }
 
 /// An `authenticate` request's body, validated.
@@ -43,16 +47,16 @@ fn text<'a>(data: &'a Value, field: &str) -> Result<Option<&'a str>, GamelinkErr
 pub fn parse(data: &Value) -> Result<Credentials, GamelinkError> {
     if !data.is_object() {
         return Err(GamelinkError::bad_request(
-            "authenticate needs {pin or refresh, client_id}",
+            "authenticate needs {pin or refresh, client_id} (a game server: {jwt, client_id})",
         ));
     }
-    let login = match (text(data, "pin")?, text(data, "refresh")?) {
-        (Some(_), Some(_)) => {
-            return Err(GamelinkError::bad_request(
-                "send a pin or a refresh token, not both",
-            ));
-        }
-        (Some(pin), None) => {
+    let given = [
+        text(data, "pin")?,
+        text(data, "refresh")?,
+        text(data, "jwt")?,
+    ];
+    let login = match given {
+        [Some(pin), None, None] => {
             let pin = pin.trim();
             if pin.is_empty()
                 || pin.len() > MAX_PIN
@@ -65,17 +69,25 @@ pub fn parse(data: &Value) -> Result<Credentials, GamelinkError> {
             // PINs are shown in capitals; a player may type them in any case.
             Login::Pin(pin.to_ascii_uppercase())
         }
-        (None, Some(refresh)) => {
-            if refresh.is_empty() || refresh.len() > MAX_REFRESH {
+        [None, Some(token), None] | [None, None, Some(token)] => {
+            if token.is_empty() || token.len() > MAX_REFRESH {
                 return Err(GamelinkError::bad_request(format!(
-                    "a refresh token is 1 to {MAX_REFRESH} characters"
+                    "a token is 1 to {MAX_REFRESH} characters"
                 )));
             }
-            Login::Refresh(refresh.to_string())
+            match given[1] {
+                Some(_) => Login::Refresh(token.to_string()),
+                None => Login::Server(token.to_string()),
+            }
         }
-        (None, None) => {
+        [None, None, None] => {
             return Err(GamelinkError::bad_request(
-                "a pin or a refresh token is required",
+                "a pin, a refresh token or (a game server) a jwt is required",
+            ));
+        }
+        _ => {
+            return Err(GamelinkError::bad_request(
+                "send one of pin, refresh and jwt",
             ));
         }
     };
@@ -113,16 +125,23 @@ mod tests {
             parse(&json!({"client_id": "abc", "game_id": "my-game", "refresh": "r.t"})).unwrap();
         assert_eq!(c.login, Login::Refresh("r.t".into()));
         assert_eq!(c.game_id.as_deref(), Some("my-game"));
+        let c = parse(&json!({"client_id": "abc", "jwt": "h.p.s"})).unwrap();
+        assert_eq!(c.login, Login::Server("h.p.s".into()));
     }
 
     #[test]
     fn bad_logins_are_refused() {
         for (body, says) in [
             (json!(null), "pin or refresh"),
+            (json!({"client_id": "abc", "jwt": 5}), "is a string"),
             (json!({"client_id": "abc"}), "required"),
             (
                 json!({"client_id": "abc", "pin": "A", "refresh": "r"}),
-                "not both",
+                "one of pin, refresh and jwt",
+            ),
+            (
+                json!({"client_id": "abc", "refresh": "r", "jwt": "j"}),
+                "one of pin, refresh and jwt",
             ),
             (
                 json!({"client_id": "abc", "pin": "12 34"}),
@@ -134,8 +153,9 @@ mod tests {
             (json!({"client_id": "a|b", "pin": "ABC123"}), "client id"),
             (
                 json!({"client_id": "abc", "refresh": "x".repeat(513)}),
-                "refresh token",
+                "a token is",
             ),
+            (json!({"client_id": "abc", "jwt": ""}), "a token is"),
             (
                 json!({"client_id": "abc", "pin": "A1", "game_id": "x\ny"}),
                 "game_id",

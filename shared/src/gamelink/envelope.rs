@@ -93,6 +93,10 @@ impl GamelinkError {
         Self::new(401, "Unauthorized", detail)
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", detail)
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(404, "Not Found", detail)
     }

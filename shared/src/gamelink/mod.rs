@@ -8,7 +8,8 @@
 //! [`authentication`] (PIN and refresh-token logins), [`session`] (a game's
 //! connection and its login window), [`state`] (the state and config
 //! verbs' targets), [`push`] (the updates subscribed games receive),
-//! [`poll`] (polls, their rules and status), [`datastream`]. The WebSocket
+//! [`poll`] (polls, their rules and status), [`matches`] (a server's
+//! matches across channels and their polls), [`datastream`]. The WebSocket
 //! handlers (edge, `functions/socket/src/gamelink/`) parse a frame,
 //! dispatch on its action and target, and answer every request exactly
 //! once; `game_polls` and `stores` are the services they share with REST.
@@ -16,6 +17,7 @@
 pub mod authentication;
 pub mod datastream;
 pub mod envelope;
+pub mod matches;
 pub mod poll;
 pub mod push;
 pub mod session;

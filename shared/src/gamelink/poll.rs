@@ -70,6 +70,10 @@ pub struct Poll {
     /// Set once its `expired` update was sent (at most one is).
     #[serde(default)]
     pub expiry_sent: bool,
+    /// The match it is a channel's part of (`gamelink::matches`): its
+    /// updates go to the match's subscribers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_id: Option<String>,
 }
 
 fn int(config: &Value, field: &str, default: i64) -> Result<i64, GamelinkError> {
@@ -198,6 +202,7 @@ pub fn parse_create(data: &Value, now: i64, run: String) -> Result<Poll, Gamelin
         run,
         created_at: now,
         expiry_sent: false,
+        match_id: None,
     })
 }
 

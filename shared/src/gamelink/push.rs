@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::envelope::{Meta, reply};
+use super::envelope::{MAX_FRAME_BYTES, Meta, reply};
 use super::state::StateTarget;
 use crate::ids::ChannelId;
 use crate::realtime::subscription::Subscription;
@@ -15,6 +15,18 @@ use crate::realtime::subscription::Subscription;
 pub struct Push {
     pub to: Subscription,
     pub frame: String,
+}
+
+/// An update of `target` with `data` for `to`, if its frame fits one
+/// WebSocket frame (API Gateway's 128 KB); one that does not is logged and
+/// not sent (the figures it would carry can be read with `get`).
+pub fn fitting(to: Subscription, target: &str, data: &Value, now_ms: i64) -> Option<Push> {
+    let frame = reply(&Meta::update(target), data, now_ms);
+    if frame.len() > MAX_FRAME_BYTES {
+        tracing::warn!(bytes = frame.len(), target, "update too large to push");
+        return None;
+    }
+    Some(Push { to, frame })
 }
 
 /// The topic of a state document's subscribers.

@@ -38,6 +38,9 @@ pub struct Session {
     /// token's `exp`, at most API Gateway's 2 hours after opening.
     pub expires_at: i64,
     pub login: Option<Login>,
+    /// Logged in with a token the extension signed (a game server): it runs
+    /// matches across channels and has no channel of its own (`login` None).
+    pub server: bool,
 }
 
 impl Session {
@@ -49,6 +52,7 @@ impl Session {
             opened_at: now,
             expires_at: now + LOGIN_WINDOW_SECS,
             login: None,
+            server: false,
         }
     }
 
@@ -56,6 +60,15 @@ impl Session {
     pub fn logged_in(mut self, login: Login, token_exp: i64) -> Self {
         self.expires_at = token_exp.min(self.opened_at + CONNECTION_TTL_SECS);
         self.login = Some(login);
+        self
+    }
+
+    /// The session once logged in as a game server with the extension's
+    /// token, valid until `token_exp`.
+    pub fn logged_in_as_server(mut self, token_exp: i64) -> Self {
+        self.expires_at = token_exp.min(self.opened_at + CONNECTION_TTL_SECS);
+        self.login = None;
+        self.server = true;
         self
     }
 

@@ -70,6 +70,15 @@ impl DocKey {
     pub fn game_poll(c: &ClientId, ch: &ChannelId, poll: &str) -> Self {
         Self::new(c, "gp", &[ch.as_str(), poll])
     }
+    /// A GameLink match: its channels (`gamelink::matches::Match`).
+    pub fn game_match(c: &ClientId, id: &str) -> Self {
+        Self::new(c, "gx", &[id])
+    }
+    /// A match poll's own record (`gamelink::matches::MatchPoll`); each
+    /// channel's part is that channel's [`DocKey::game_poll`].
+    pub fn game_match_poll(c: &ClientId, id: &str, poll: &str) -> Self {
+        Self::new(c, "gy", &[id, poll])
+    }
     /// A channel's game metadata (GameLink `set gameMetadata`).
     pub fn game_metadata(c: &ClientId, ch: &ChannelId) -> Self {
         Self::new(c, "gm", &[ch.as_str()])

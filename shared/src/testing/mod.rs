@@ -201,6 +201,30 @@ impl Poster for RecordingPoster {
     }
 }
 
+/// A timer queue that keeps what it is given, for tests of the Lambda path
+/// (where timers go to SQS rather than sleep in process).
+#[derive(Default)]
+pub struct RecordingTimers {
+    pub queued: std::sync::Mutex<Vec<crate::delivery::timers::Due>>,
+}
+
+impl RecordingTimers {
+    /// What was queued since the last call.
+    pub fn take(&self) -> Vec<crate::delivery::timers::Due> {
+        std::mem::take(&mut *self.queued.lock().unwrap())
+    }
+}
+
+impl crate::delivery::timers::TimerQueue for RecordingTimers {
+    fn enqueue<'a>(
+        &'a self,
+        due: &'a crate::delivery::timers::Due,
+    ) -> crate::delivery::timers::TimerFuture<'a> {
+        self.queued.lock().unwrap().push(due.clone());
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Like [`app`], delivering through `poster` (and recording events on the hub).
 pub fn app_with_poster<S>(store: S, env: Env, poster: Arc<dyn Poster>) -> (SharedApp<S>, LocalHub) {
     let hub = LocalHub::new();
@@ -211,6 +235,7 @@ pub fn app_with_poster<S>(store: S, env: Env, poster: Arc<dyn Poster>) -> (Share
         notifier: Arc::new(hub.clone()),
         poster,
         expiry: Expiry::default(),
+        timers: None,
         tokens: Default::default(),
     });
     (app, hub)
@@ -236,6 +261,7 @@ pub fn sample_app_with_poster<S>(store: S, poster: Arc<dyn Poster>) -> SharedApp
         notifier: Arc::new(LocalHub::new()),
         poster,
         expiry: Expiry::default(),
+        timers: None,
         tokens: Default::default(),
     })
 }

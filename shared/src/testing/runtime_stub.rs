@@ -170,6 +170,10 @@ pub fn medkit_env() -> Vec<(&'static str, &'static str)> {
         ("MEDKIT_CODES_TABLE", "codes"),
         ("MEDKIT_CONNECTIONS_TABLE", "connections"),
         ("MEDKIT_WS_ENDPOINT", "http://127.0.0.1:9/ws"),
+        (
+            "MEDKIT_TIMERS_QUEUE_URL",
+            "http://127.0.0.1:9/000000000000/timers",
+        ),
         ("RUST_LOG", "warn"),
     ]
 }

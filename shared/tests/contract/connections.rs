@@ -393,6 +393,17 @@ async fn sessions_and_subscriptions<S: Store>(s: S) {
     let pending = Session::opened(new_connection_id(), client("g1"), now);
     s.put_session(&pending).await.unwrap();
     assert_eq!(s.session(&pending.id).await.unwrap(), Some(pending.clone()));
+    // A game server's session: no channel, and it reads back as a server's.
+    let server =
+        Session::opened(new_connection_id(), client("g1"), now).logged_in_as_server(now + 600);
+    s.put_session(&server).await.unwrap();
+    let read = s
+        .session(&server.id)
+        .await
+        .unwrap()
+        .expect("the server's session");
+    assert!(read.server && read.login.is_none(), "{read:?}");
+    assert_eq!(read, server);
     assert!(
         s.channel_connections(&client("g1"), &channel("7"))
             .await

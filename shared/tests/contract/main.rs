@@ -7,3 +7,4 @@ mod aggregate;
 mod codes;
 mod connections;
 mod store;
+mod timers;

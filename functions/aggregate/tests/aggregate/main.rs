@@ -5,3 +5,4 @@ mod api;
 mod events;
 mod runtime;
 mod security;
+mod timers;

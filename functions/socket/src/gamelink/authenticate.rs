@@ -28,7 +28,7 @@ pub async fn authenticate<S: GameStore>(
     session: &Session,
     data: &Value,
 ) -> Result<Value, GamelinkError> {
-    if session.login.is_some() {
+    if session.login.is_some() || session.server {
         return Err(GamelinkError::conflict(
             "this connection is already authenticated",
         ));
@@ -45,6 +45,7 @@ pub async fn authenticate<S: GameStore>(
         .ok_or_else(|| GamelinkError::unauthorized("unknown extension"))?;
     let now = now_secs();
     let (token_id, channel, refresh) = match creds.login {
+        Login::Server(jwt) => return as_server(app, session, &jwt).await,
         Login::Pin(pin) => {
             let (token_id, channel) = claim_pin(app, session, &pin, now).await?;
             let claims = Claims {
@@ -104,6 +105,29 @@ pub async fn authenticate<S: GameStore>(
         "twitch_name": channel.as_str(),
         "twitch_id": channel.as_str(),
     }))
+}
+
+/// A game server's login: a token the extension signed, verified exactly
+/// like a REST request's (pinned algorithm, `exp`, this client id's
+/// secrets), with a role that acts for the whole extension. The session
+/// runs matches and has no channel; the answer echoes the token (no
+/// refresh token: the server signs a new one itself).
+async fn as_server<S: GameStore>(
+    app: &App<S>,
+    session: &Session,
+    jwt: &str,
+) -> Result<Value, GamelinkError> {
+    let header = format!("{} {jwt}", session.client_id);
+    let caller = app.tokens.verify(&app.registry, app.env, Some(&header))?;
+    if !matches!(caller.role, Role::Backend | Role::Admin) {
+        return Err(GamelinkError::forbidden(
+            "a game server logs in with a backend or admin token; a broadcaster's game uses a PIN",
+        ));
+    }
+    let logged_in = session.clone().logged_in_as_server(caller.expires_at);
+    app.store.put_session(&logged_in).await?;
+    tracing::info!(connection = %session.id.redacted(), client = %session.client_id, "game server authenticated");
+    Ok(json!({"jwt": jwt, "refresh": "", "twitch_name": "", "twitch_id": ""}))
 }
 
 /// Claims a PIN once, spending from the extension's budget of wrong PINs.

@@ -9,6 +9,7 @@
 mod authenticate;
 mod documents;
 mod extras;
+mod matches;
 mod poll;
 
 use medkit::app::{App, SharedApp};
@@ -29,6 +30,34 @@ pub trait GameStore:
 impl<T> GameStore for T where
     T: AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore
 {
+}
+
+/// Why a conditional write of a record (a poll, a match) wrote nothing: the
+/// game's request was refused, or the store failed.
+pub(super) enum Refused {
+    Game(GamelinkError),
+    Store(medkit::error::StoreError),
+}
+
+impl From<medkit::error::StoreError> for Refused {
+    fn from(e: medkit::error::StoreError) -> Self {
+        Refused::Store(e)
+    }
+}
+
+impl From<Refused> for GamelinkError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Game(e) => e,
+            Refused::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A record as the store keeps it (JSON).
+pub(super) fn stored<T: serde::Serialize>(record: &T) -> Result<Value, Refused> {
+    serde_json::to_value(record)
+        .map_err(|e| Refused::Store(medkit::error::StoreError::Internal(e.to_string())))
 }
 
 /// What becomes of one frame: the reply to send back, and whether the
@@ -116,10 +145,26 @@ async fn dispatch<S: GameStore>(
     if action == "authenticate" && target.is_empty() {
         return authenticate::authenticate(app, session, &req.data).await;
     }
-    let Some(caller) = caller(session) else {
+    if session.login.is_none() && !session.server {
         return Err(GamelinkError::unauthorized(
             "authenticate first: {\"action\": \"authenticate\", \"data\": {\"pin\" or \
              \"refresh\", \"client_id\"}}",
+        ));
+    }
+    match target {
+        "match" => return matches::match_verbs(app, session, action, &req.data).await,
+        "match_poll" => return matches::match_poll(app, session, action, &req.data).await,
+        "matchmaking" => {
+            return Err(GamelinkError::not_implemented(
+                "matchmaking is not available on this server",
+            ));
+        }
+        _ => {}
+    }
+    let Some(caller) = caller(session) else {
+        return Err(GamelinkError::forbidden(
+            "a game server's session runs matches (targets match and match_poll); a channel's \
+             state, config, polls and broadcasts belong to its broadcaster's game (a PIN login)",
         ));
     };
     match target {
@@ -133,9 +178,6 @@ async fn dispatch<S: GameStore>(
         )),
         "datastream" => documents::datastream(app, session, action).await,
         "poll" => poll::poll(app, session, action, &req.data).await,
-        "match" | "match_poll" | "matchmaking" => Err(GamelinkError::not_implemented(format!(
-            "{target} is not available on this server yet"
-        ))),
         _ => Err(GamelinkError::bad_request(format!(
             "unknown request: action {action:?} on target {target:?}"
         ))),

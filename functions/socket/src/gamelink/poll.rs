@@ -11,14 +11,15 @@ use medkit::gamelink::envelope::GamelinkError;
 use medkit::gamelink::poll::{self, Poll, Status};
 use medkit::gamelink::session::Session;
 use medkit::ids::{ChannelId, ClientId};
+use medkit::timers;
 use serde_json::{Value, json};
 
-use super::GameStore;
 use super::documents::follow;
+use super::{GameStore, Refused, stored};
 
 /// A poll (and its definition) lasts as long as votes do.
 fn ttl<S>(app: &SharedApp<S>) -> i64 {
-    app.expiry.votes_secs
+    game_polls::ttl_secs(app)
 }
 
 fn channel_of(session: &Session) -> Result<&ChannelId, GamelinkError> {
@@ -109,32 +110,6 @@ pub async fn poll<S: GameStore>(
     }
 }
 
-/// Why a create or reconfigure wrote nothing.
-enum Refused {
-    Game(GamelinkError),
-    Store(medkit::error::StoreError),
-}
-
-impl From<medkit::error::StoreError> for Refused {
-    fn from(e: medkit::error::StoreError) -> Self {
-        Refused::Store(e)
-    }
-}
-
-impl From<Refused> for GamelinkError {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::Game(e) => e,
-            Refused::Store(e) => e.into(),
-        }
-    }
-}
-
-fn stored(poll: &Poll) -> Result<Value, Refused> {
-    serde_json::to_value(poll)
-        .map_err(|e| Refused::Store(medkit::error::StoreError::Internal(e.to_string())))
-}
-
 async fn create<S: GameStore>(
     app: &SharedApp<S>,
     client: &ClientId,
@@ -158,7 +133,7 @@ async fn create<S: GameStore>(
         )
         .await
         .map_err(GamelinkError::from)?;
-    game_polls::schedule(app, client, channel, &poll, ttl(app));
+    timers::poll_times(app, client, channel, &poll).await;
     tracing::info!(%channel, poll = %poll.poll_id, options = poll.options.len(), "GameLink poll created");
     let active = poll.status(now) == Status::Active;
     announce_and_answer(app, client, channel, &poll, active).await
@@ -203,7 +178,7 @@ async fn reconfigure<S: GameStore>(
         .map_err(|e| GamelinkError::from(medkit::error::StoreError::Internal(e.to_string())))?;
     if poll.status(now) != Status::Expired {
         // A new end: its timer.
-        game_polls::schedule(app, client, channel, &poll, ttl(app));
+        timers::poll_times(app, client, channel, &poll).await;
     }
     announce_and_answer(app, client, channel, &poll, announce).await
 }

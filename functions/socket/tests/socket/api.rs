@@ -106,8 +106,9 @@ async fn sample_events_run_through_the_lambda_entry() {
     let events = sample_events("socket");
     assert_eq!(
         events.len(),
-        9,
-        "a viewer: $connect, two $default, $disconnect; a game: $connect, three frames, $disconnect"
+        15,
+        "a viewer: $connect, two $default, $disconnect; a game: $connect, three frames, \
+         $disconnect; a game server: $connect, four frames, $disconnect"
     );
     // The PIN the GameLink sample logs in with, as `POST gamelink/token` makes one.
     let client = ClientId::parse(SAMPLE_CLIENT_ID).unwrap();
@@ -137,6 +138,18 @@ async fn sample_events_run_through_the_lambda_entry() {
     );
     assert_eq!(answers[7]["data"], json!({"ok": true}));
     assert_eq!(answers[7]["meta"]["request_id"], 3);
+    // The game server's match, and its poll in both channels.
+    assert!(answers[10].get("errors").is_none(), "{}", answers[10]);
+    assert_eq!(answers[12]["data"]["channels"], json!(["1001", "1002"]));
+    assert_eq!(
+        answers[13]["data"]["overall"]["status"], "active",
+        "{}",
+        answers[13]
+    );
+    assert_eq!(
+        answers[13]["data"]["results"]["1002"]["results"],
+        json!([0, 0])
+    );
     assert_eq!(stored(&app, SAMPLE_CLIENT_ID).await, 0, "disconnected");
     let game = ConnectionId::parse("sample-game-1=").unwrap();
     assert!(

@@ -10,11 +10,13 @@ use aws_lambda_events::encodings::Body;
 use medkit::app::SharedApp;
 use medkit::clock::now_secs;
 use medkit::env::Env;
-use medkit::gamelink::session::{LOGIN_WINDOW_SECS, Session};
+use medkit::gamelink::session::{LOGIN_WINDOW_SECS, Login, Session};
 use medkit::ids::{ChannelId, ClientId, ConnectionId};
 use medkit::store::ConnectionStore;
 use medkit::store::embedded::EmbeddedStore;
-use medkit::testing::{self, CLIENT_ID, RecordingPoster, RoundTripCounter, app_with_poster};
+use medkit::testing::{
+    self, CLIENT_ID, RecordingPoster, RecordingTimers, RoundTripCounter, app_with_poster,
+};
 use medkit_socket::gamelink::GameStore;
 use serde_json::{Value, json};
 
@@ -406,4 +408,328 @@ async fn an_unauthenticated_session_ends_after_its_window() {
         "{posted:?}"
     );
     assert_eq!(poster.closed.lock().unwrap().as_slice(), &[id]);
+}
+
+/// On the Lambda path a poll's start and end are timers in the queue (SQS
+/// delayed messages on AWS), each naming this run of the poll; a stop sets
+/// none (it announces at once), a new end sets its own.
+#[tokio::test]
+async fn a_polls_start_and_end_are_queued_timers() {
+    use medkit::delivery::timers::Timer;
+    let queue = Arc::new(RecordingTimers::default());
+    let app = Arc::new(medkit::app::App {
+        env: Env::Sandbox,
+        registry: testing::registry(),
+        store: EmbeddedStore::in_memory(),
+        notifier: Arc::new(medkit::delivery::local::NoopNotifier),
+        poster: Arc::new(RecordingPoster::default()),
+        timers: Some(queue.clone()),
+        expiry: Default::default(),
+        tokens: Default::default(),
+    });
+    let id = ConnectionId::parse("timed=").unwrap();
+    let mut session = Session::opened(id, ClientId::parse(CLIENT_ID).unwrap(), now_secs());
+    session.login = Some(Login {
+        channel: ChannelId::parse(CHANNEL).unwrap(),
+        token_id: "t1".into(),
+        game_id: None,
+    });
+    session.expires_at = now_secs() + 3600;
+    app.store.put_session(&session).await.unwrap();
+    let now = now_secs();
+    let created = say(
+        &app,
+        "timed=",
+        frame(
+            "create",
+            1,
+            "poll",
+            json!({"poll_id": "boss", "prompt": "?", "options": ["a", "b"],
+                   "config": {"startsIn": 60, "endsIn": 600}}),
+        ),
+    )
+    .await;
+    assert_eq!(created["data"]["poll"]["status"], "pending", "{created}");
+    let queued = queue.take();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    let (Timer::PollStarts(start), Timer::PollEnds(end)) = (&queued[0].timer, &queued[1].timer)
+    else {
+        panic!("a start and an end: {queued:?}");
+    };
+    assert_eq!(
+        (start.poll_id.as_str(), start.channel.as_str()),
+        ("boss", CHANNEL)
+    );
+    assert_eq!(start.run, end.run, "one run");
+    let starts_at = queued[0].at_ms / 1000;
+    assert!((now + 60..=now + 61).contains(&starts_at), "{queued:?}");
+    assert_eq!(queued[1].at_ms / 1000 - starts_at, 540, "{queued:?}");
+    // Stopped now: announced in the reply, nothing to wait for.
+    let stopped = say(
+        &app,
+        "timed=",
+        frame(
+            "reconfigure",
+            2,
+            "poll",
+            json!({"poll_id": "boss", "config": {"endsAt": -1}}),
+        ),
+    )
+    .await;
+    assert_eq!(stopped["data"]["poll"]["status"], "expired", "{stopped}");
+    assert!(queue.take().is_empty());
+}
+
+/// A game server's matches through the Lambda entry (each frame its own
+/// invocation), the pushes delivered by the fan-out to the recording
+/// poster; on DynamoDB each verb's round trips are counted.
+async fn matches_through_the_lambda_entry<S: GameStore + Clone>(
+    store: S,
+    rt: Option<&RoundTripCounter>,
+) {
+    let poster = Arc::new(RecordingPoster::default());
+    let app = Arc::new(medkit::app::App {
+        env: Env::Sandbox,
+        registry: testing::registry(),
+        store: store.clone(),
+        notifier: Arc::new(medkit::delivery::fanout::FanoutNotifier {
+            store,
+            poster: poster.clone(),
+            env: Env::Sandbox,
+        }),
+        poster: poster.clone(),
+        timers: None,
+        expiry: Default::default(),
+        tokens: Default::default(),
+    });
+    let mut trips = Vec::new();
+    let mut count = |what: &str| {
+        if let Some(rt) = rt {
+            trips.push((what.to_string(), rt.get()));
+            rt.reset();
+        }
+    };
+    let conn = "server1=";
+    let r = medkit_socket::handle(
+        &app,
+        event(
+            "$connect",
+            conn,
+            Some(json!({"client_id": CLIENT_ID})),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status_code, 200);
+    // A broadcaster's token is no server's; a backend token is.
+    let caster = testing::token(medkit::auth::Role::Broadcaster, "10", Some("10"));
+    let r = say(
+        &app,
+        conn,
+        frame(
+            "authenticate",
+            1,
+            "",
+            json!({"client_id": CLIENT_ID, "jwt": caster}),
+        ),
+    )
+    .await;
+    assert_eq!(r["errors"][0]["number"], 403, "{r}");
+    let backend = testing::token(medkit::auth::Role::Backend, "10", None);
+    rt.inspect(|rt| rt.reset());
+    let r = say(
+        &app,
+        conn,
+        frame(
+            "authenticate",
+            2,
+            "",
+            json!({"client_id": CLIENT_ID, "jwt": backend}),
+        ),
+    )
+    .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    count("authenticate (server)");
+    let ok = |r: &Value| assert!(r.get("errors").is_none(), "{r}");
+    ok(&say(&app, conn, frame("create", 3, "match", json!({"id": "m1"}))).await);
+    count("create match");
+    let r = say(
+        &app,
+        conn,
+        frame(
+            "add_channels",
+            4,
+            "match",
+            json!({"id": "m1", "channel_ids": ["10", "11"]}),
+        ),
+    )
+    .await;
+    assert_eq!(r["data"]["channels"], json!(["10", "11"]), "{r}");
+    count("add_channels");
+    ok(&say(
+        &app,
+        conn,
+        frame("subscribe", 5, "match_poll", json!({"topic_id": "m1"})),
+    )
+    .await);
+    count("subscribe match_poll");
+    poster.take();
+    let created = say(
+        &app,
+        conn,
+        frame(
+            "create",
+            6,
+            "match_poll",
+            json!({"id": "m1", "poll": {"poll_id": "boss", "prompt": "?", "options": ["a", "b"]}}),
+        ),
+    )
+    .await;
+    assert_eq!(created["data"]["overall"]["status"], "active", "{created}");
+    count("create match_poll (2 channels)");
+    let pushed = poster.take();
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0].0.as_str(), conn);
+    assert_eq!(pushed[0].1["meta"]["target"], "match_poll");
+    assert_eq!(pushed[0].1["data"]["results"]["11"]["status"], "active");
+    // Each channel has its part: its rules are a channel poll's.
+    let client = ClientId::parse(CLIENT_ID).unwrap();
+    for ch in ["10", "11"] {
+        let part =
+            medkit::game_polls::load(&app.store, &client, &ChannelId::parse(ch).unwrap(), "boss")
+                .await
+                .unwrap()
+                .expect("a part");
+        assert_eq!(part.match_id.as_deref(), Some("m1"));
+    }
+    rt.inspect(|rt| rt.reset());
+    let stopped = say(
+        &app,
+        conn,
+        frame(
+            "reconfigure",
+            7,
+            "match_poll",
+            json!({"id": "m1", "poll_id": "boss", "config": {"endsAt": -1}}),
+        ),
+    )
+    .await;
+    assert_eq!(stopped["data"]["overall"]["status"], "expired", "{stopped}");
+    count("reconfigure match_poll (stop)");
+    let pushed = poster.take();
+    assert_eq!(pushed.len(), 1, "one expired update");
+    let part = medkit::game_polls::load(
+        &app.store,
+        &client,
+        &ChannelId::parse("11").unwrap(),
+        "boss",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        part.status(now_secs()),
+        medkit::gamelink::poll::Status::Expired
+    );
+    ok(&say(
+        &app,
+        conn,
+        frame(
+            "delete",
+            8,
+            "match_poll",
+            json!({"id": "m1", "poll_id": "boss"}),
+        ),
+    )
+    .await);
+    count("delete match_poll (2 channels)");
+    assert!(
+        medkit::game_polls::load(
+            &app.store,
+            &client,
+            &ChannelId::parse("10").unwrap(),
+            "boss"
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+    // Bad input: one error reply each, the connection still usable.
+    for (f, number) in [
+        (frame("create", 9, "match", json!({"id": 5})), 400),
+        (frame("keepalive", 10, "match", json!({"id": "none"})), 404),
+        (
+            frame(
+                "add_channels",
+                11,
+                "match",
+                json!({"id": "m1", "channel_ids": "10"}),
+            ),
+            400,
+        ),
+        (
+            frame(
+                "create",
+                12,
+                "match_poll",
+                json!({"id": "m1", "poll": {"poll_id": "p", "prompt": "?", "options": []}}),
+            ),
+            400,
+        ),
+        (
+            frame(
+                "reconfigure",
+                13,
+                "match_poll",
+                json!({"id": "m1", "poll_id": "gone", "config": {}}),
+            ),
+            404,
+        ),
+        (
+            frame("get", 14, "state", json!({"state_id": "channel"})),
+            403,
+        ),
+    ] {
+        let r = say(&app, conn, f).await;
+        assert_eq!(r["errors"][0]["number"], number, "{r}");
+    }
+    ok(&say(
+        &app,
+        conn,
+        frame("keepalive", 15, "match", json!({"id": "m1"})),
+    )
+    .await);
+    for (what, n) in &trips {
+        println!("GameLink match round trips: {what} = {n}");
+    }
+    if rt.is_some() {
+        let of = |w: &str| trips.iter().find(|(x, _)| x == w).map(|(_, n)| *n).unwrap();
+        // Session, then the session written.
+        assert_eq!(of("authenticate (server)"), 2);
+        // Session, the match read and written.
+        assert_eq!(of("create match"), 3);
+        assert_eq!(of("add_channels"), 3);
+        assert_eq!(of("subscribe match_poll"), 2);
+        // Session, the match, the record (read + write), each channel's
+        // part (read + write), each channel's figures, the subscribers of
+        // the update.
+        assert_eq!(of("create match_poll (2 channels)"), 11);
+        // Session, the record (read + write), each part (read + write),
+        // each channel's figures, the subscribers of the `expired` update.
+        assert_eq!(of("reconfigure match_poll (stop)"), 10);
+        // The record, then per channel its part and REST's DELETE vote.
+        assert!(of("delete match_poll (2 channels)") <= 44, "{trips:?}");
+    }
+}
+
+#[tokio::test]
+async fn matches_through_the_lambda_entry_on_the_embedded_store() {
+    matches_through_the_lambda_entry(EmbeddedStore::in_memory(), None).await;
+}
+
+#[tokio::test]
+async fn matches_through_the_lambda_entry_on_dynamodb() {
+    if let Some((store, rt)) = testing::dynamo_store("socket gamelink matches").await {
+        matches_through_the_lambda_entry(store, Some(&rt)).await;
+    }
 }

@@ -783,12 +783,261 @@ async fn polls(ctx: &Ctx) {
     assert_eq!(vote(ctx, &voters[0], "plain", 7).await.0, 200);
 }
 
+/// Every `match_poll` update until one says `done` of its data (or `wait`
+/// passes): the last one seen.
+async fn match_updates_until(
+    server: &mut Game,
+    wait: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let u = server.update("match_poll", left).await?;
+        if done(&u["data"]) {
+            return Some(u["data"].clone());
+        }
+    }
+}
+
+/// A game server's match: only it runs one (a broadcaster's game is
+/// refused), its channels hear its broadcasts, and its poll runs in every
+/// channel, viewers voting on their own channel, with updates that carry
+/// each channel's results and the overall; exactly one `expired`.
+async fn matches(ctx: &Ctx) {
+    let (mut caster_game, _) = logged_in_game(ctx, "8101").await;
+    let (n, detail) = caster_game
+        .refused("create", "match", Some(json!({"id": "m1"})))
+        .await;
+    assert_eq!(n, 403, "{detail}");
+    let mut server = Game::connect(ctx).await;
+    let (n, _) = server
+        .refused("create", "match", Some(json!({"id": "m1"})))
+        .await;
+    assert_eq!(n, 401, "before authentication");
+    let viewer_token = ctx.token("viewer", "8101", Some("5")).await;
+    let (n, _) = server
+        .refused(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "jwt": viewer_token})),
+        )
+        .await;
+    assert_eq!(n, 403, "a viewer's token is no server's");
+    let backend = ctx.token("backend", "8101", None).await;
+    let login = server
+        .ok(
+            "authenticate",
+            "",
+            Some(json!({"client_id": ctx.client_id, "jwt": backend})),
+        )
+        .await;
+    assert_eq!(login["refresh"], "");
+    let (n, _) = server
+        .refused("get", "state", Some(json!({"state_id": "channel"})))
+        .await;
+    assert_eq!(n, 403, "a server has no channel of its own");
+    server
+        .ok("create", "match", Some(json!({"id": "m1"})))
+        .await;
+    let added = server
+        .ok(
+            "add_channels",
+            "match",
+            Some(json!({"id": "m1", "channel_ids": ["8102", "8101", "8103"]})),
+        )
+        .await;
+    assert_eq!(added["channels"], json!(["8101", "8102", "8103"]));
+    let removed = server
+        .ok(
+            "remove_channels",
+            "match",
+            Some(json!({"id": "m1", "channel_ids": ["8103"]})),
+        )
+        .await;
+    assert_eq!(removed["channels"], json!(["8101", "8102"]));
+    server
+        .ok("keepalive", "match", Some(json!({"id": "m1"})))
+        .await;
+    let too_many: Vec<String> = (0..101).map(|i| format!("{}", 9000 + i)).collect();
+    let (n, _) = server
+        .refused(
+            "add_channels",
+            "match",
+            Some(json!({"id": "m1", "channel_ids": too_many})),
+        )
+        .await;
+    assert_eq!(n, 400);
+    let (n, _) = server
+        .refused("keepalive", "match", Some(json!({"id": "nope"})))
+        .await;
+    assert_eq!(n, 404);
+
+    // A match broadcast reaches every channel's extension pages.
+    let mut v1 = ctx.viewer_socket("8101", "u1").await;
+    let mut v2 = ctx.viewer_socket("8102", "u2").await;
+    let sent = server
+        .ok(
+            "broadcast",
+            "match",
+            Some(json!({"match_id": "m1", "topic": "round", "data": {"n": 2}})),
+        )
+        .await;
+    assert_eq!(
+        (sent["ok"].clone(), sent["channels"].clone()),
+        (json!(true), json!(2))
+    );
+    for ws in [&mut v1, &mut v2] {
+        let f = next_frame(ws, WAIT).await.expect("the match broadcast");
+        let env = decode_message(f["message"].as_str().unwrap()).unwrap();
+        assert_eq!(env["event"], format!("sandbox:{}:round", ctx.client_id));
+        assert_eq!(env["data"]["n"], 2);
+    }
+
+    // A channel's own poll of an id blocks a match poll of that id there,
+    // and the refused create writes nothing.
+    caster_game
+        .ok(
+            "create",
+            "poll",
+            Some(json!({"poll_id": "clash", "prompt": "mine", "options": ["x"]})),
+        )
+        .await;
+    let (n, detail) = server
+        .refused(
+            "create",
+            "match_poll",
+            Some(
+                json!({"id": "m1", "poll": {"poll_id": "clash", "prompt": "?", "options": ["a"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(n, 409, "{detail}");
+    let mine = caster_game
+        .ok("get", "poll", Some(json!({"poll_id": "clash"})))
+        .await;
+    assert_eq!(mine["poll"]["prompt"], "mine");
+    let plain = ctx.token("viewer", "8102", Some("u9")).await;
+    assert_eq!(
+        vote(ctx, &plain, "clash", 7).await.0,
+        200,
+        "no part left in 8102"
+    );
+
+    // RunMatchPoll: delete, subscribe, create.
+    server
+        .ok(
+            "delete",
+            "match_poll",
+            Some(json!({"id": "m1", "poll_id": "boss"})),
+        )
+        .await;
+    server
+        .ok("subscribe", "match_poll", Some(json!({"topic_id": "m1"})))
+        .await;
+    let created = server
+        .ok(
+            "create",
+            "match_poll",
+            Some(
+                json!({"id": "m1", "poll": {"poll_id": "boss", "prompt": "Which?",
+                         "options": ["a", "b"], "config": {"endsIn": 30}}}),
+            ),
+        )
+        .await;
+    assert_eq!(created["overall"]["status"], "active", "{created}");
+    assert_eq!(created["results"]["8101"]["results"], json!([0, 0]));
+    let active = server.update("match_poll", WAIT).await.expect("active");
+    assert_eq!(active["data"]["match_id"], "m1");
+    assert_eq!(active["data"]["poll_id"], "boss");
+    // Viewers vote on their own channel, under the poll's rules.
+    for (channel, user, value) in [("8101", "u1", 0), ("8102", "u2", 1), ("8102", "u3", 1)] {
+        let t = ctx.token("viewer", channel, Some(user)).await;
+        let (s, v) = vote(ctx, &t, "boss", value).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let t = ctx.token("viewer", "8101", Some("u4")).await;
+    assert_eq!(vote(ctx, &t, "boss", 5).await.0, 400, "no such option");
+    let counted = match_updates_until(&mut server, WAIT, |d| d["overall"]["count"] == 3)
+        .await
+        .expect("an update with every vote");
+    assert_eq!(counted["results"]["8101"]["results"], json!([1, 0]));
+    assert_eq!(counted["results"]["8102"]["results"], json!([0, 2]));
+    assert_eq!(counted["overall"]["results"], json!([1, 2]));
+    assert_eq!(counted["overall"]["status"], "active");
+
+    // Stopped: one `expired`, votes refused in every channel.
+    let stopped = server
+        .ok(
+            "reconfigure",
+            "match_poll",
+            Some(json!({"id": "m1", "poll_id": "boss", "config": {"endsAt": -1}})),
+        )
+        .await;
+    assert_eq!(stopped["overall"]["status"], "expired");
+    let expired = match_updates_until(&mut server, WAIT, |d| d["overall"]["status"] == "expired")
+        .await
+        .expect("the expired update");
+    assert_eq!(expired["overall"]["count"], 3);
+    server
+        .ok(
+            "reconfigure",
+            "match_poll",
+            Some(json!({"id": "m1", "poll_id": "boss", "config": {"endsAt": -1}})),
+        )
+        .await;
+    assert!(
+        match_updates_until(&mut server, QUIET, |d| d["overall"]["status"] == "expired")
+            .await
+            .is_none(),
+        "a second stop sends nothing"
+    );
+    let t = ctx.token("viewer", "8102", Some("u5")).await;
+    assert_eq!(vote(ctx, &t, "boss", 0).await.0, 409, "the poll is over");
+    // Deleted: the channels' parts go with it.
+    server
+        .ok(
+            "delete",
+            "match_poll",
+            Some(json!({"id": "m1", "poll_id": "boss"})),
+        )
+        .await;
+    assert_eq!(
+        vote(ctx, &t, "boss", 0).await.0,
+        200,
+        "a plain REST poll again"
+    );
+    let (n, _) = server
+        .refused(
+            "create",
+            "match_poll",
+            Some(json!({"id": "nope", "poll": {}})),
+        )
+        .await;
+    assert_eq!(n, 400, "a poll with nothing");
+    let (n, _) = server
+        .refused(
+            "create",
+            "match_poll",
+            Some(json!({"id": "nope", "poll": {"poll_id": "p", "prompt": "?", "options": ["a"]}})),
+        )
+        .await;
+    assert_eq!(n, 404, "no such match");
+    let (n, _) = server
+        .refused("rename", "match", Some(json!({"id": "m1"})))
+        .await;
+    assert_eq!(n, 400);
+    let (n, _) = server.refused("join", "matchmaking", None).await;
+    assert_eq!(n, 501);
+}
+
 async fn everything(store: Option<&str>, extra: &[&str]) {
     let ctx = ctx_on(store, extra);
     a_games_session(&ctx).await;
     reconnect_and_revoke(&ctx).await;
     channels_are_apart(&ctx).await;
     polls(&ctx).await;
+    matches(&ctx).await;
 }
 
 #[tokio::test]

@@ -39,6 +39,9 @@ pub(super) fn session_item(session: &Session) -> Item {
     item.insert("cl".into(), s(session.client_id.as_str()));
     item.insert("oa".into(), n(session.opened_at));
     item.insert("expires_at".into(), n(session.expires_at));
+    if session.server {
+        item.insert("sv".into(), n(1));
+    }
     if let Some(login) = &session.login {
         item.insert("ch".into(), s(login.channel.as_str()));
         item.insert("tk".into(), s(login.token_id.clone()));
@@ -68,6 +71,7 @@ pub(super) fn item_session(item: &Item) -> Option<Session> {
         opened_at: num(item, "oa")?,
         expires_at: num(item, "expires_at")?,
         login,
+        server: item.contains_key("sv"),
     })
 }
 
