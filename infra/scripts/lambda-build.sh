@@ -11,12 +11,12 @@ if command -v rustup >/dev/null; then
   rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
     || rustup target add aarch64-unknown-linux-gnu
 fi
-packages=(medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast)
+packages=(medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast medkit-purchases)
 cargo lambda build --release --arm64 "${packages[@]/#/-p}"
 budget=5000000
 status=0
 printf '%-18s %12s\n' function "bootstrap (B)"
-for bin in medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast medkit-fanout medkit-timers; do
+for bin in medkit-auth medkit-stores medkit-aggregate medkit-codes medkit-socket medkit-broadcast medkit-fanout medkit-timers medkit-purchases; do
   f="target/lambda/$bin/bootstrap"
   [ -f "$f" ] || { echo "$f was not built" >&2; status=1; continue; }
   size=$(stat -c %s "$f")

@@ -6,7 +6,7 @@ events work with `cargo lambda invoke` as long as the function runs with
 MEDKIT_EXTENSIONS=sample-client:<SECRET> (see README). Regenerate with
     cargo build -p medkit-dev && python3 infra/scripts/make-events.py [FAMILY...]
 """
-import hashlib
+import base64, hashlib, hmac
 import json, os, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -130,6 +130,18 @@ def stream_job(client, part, frame, to=None):
         },
         "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/medkit-connections/stream/2026-11-25T00:00:00.000",
     }]}
+
+def receipt(transaction_id, user, sku, cost):
+    """A Twitch Bits receipt: an HS256 JWT signed with the extension secret,
+    topic bits_transaction_receipt (what onTransactionComplete hands over)."""
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    claims = {"topic": "bits_transaction_receipt", "exp": EXPIRES, "data": {
+        "transactionId": transaction_id, "time": "2026-11-25 08:00:00.000 +0000 UTC", "userId": user,
+        "product": {"domainId": f"twitch.ext.{CLIENT}", "sku": sku, "displayName": "Fancy Hat",
+                    "cost": {"amount": cost, "type": "bits"}, "inDevelopment": True}}}
+    signed = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    sig = hmac.new(base64.b64decode(SECRET), signed.encode(), hashlib.sha256).digest()
+    return signed + "." + b64(sig)
 
 def sqs_timer(message_id, **timer):
     """An SQS event of one message of the timers queue (what the timers
@@ -269,6 +281,13 @@ def main():
         "01-job-shard": stream_job(CLIENT, "s:0", frame),
         "02-job-follow-up": stream_job(CLIENT, "r", frame, to=["sample-conn-1="]),
     }
+    purchases = {
+        "01-transaction-post": event("POST", "/v1/e/bits/transactions", auth=viewer, body={
+            "transactionId": "sample-tx-1", "userId": "2002", "displayName": "Sample Viewer",
+            "initiator": "current_user", "transactionReceipt": receipt("sample-tx-1", "2002", "hat", 100),
+            "product": {"sku": "hat", "displayName": "Fancy Hat", "cost": {"amount": 100, "type": "bits"}}}),
+        "02-transactions-get": event("GET", "/v1/e/bits/transactions", auth=broadcaster),
+    }
     # Due long ago (fired at once), and one due in 2100 (sent round again).
     timers = {
         "01-vote-figures": sqs_timer("sample-message-1", k="vote_figures", at=0, c=CLIENT, ch="1001", p="poll1"),
@@ -277,7 +296,8 @@ def main():
                                           ch="1001", p="boss", r="sample-run"),
     }
     families = {"stores": stores, "auth": auth, "aggregate": aggregate, "codes": codes,
-                "socket": socket, "broadcast": broadcast, "fanout": fanout, "timers": timers}
+                "socket": socket, "broadcast": broadcast, "fanout": fanout, "timers": timers,
+                "purchases": purchases}
     wanted = sys.argv[1:] or list(families)
     for family, events in ((f, families[f]) for f in wanted):
         d = os.path.join(ROOT, "events", family)

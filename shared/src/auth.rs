@@ -202,10 +202,23 @@ pub fn verify(registry: &Registry, env: Env, header: Option<&str>) -> Result<Cal
 }
 
 fn decode_with_any_secret(ext: &Extension, token: &str) -> Result<Claims, ApiError> {
+    verify_signed(ext, token)
+}
+
+/// Claims of any shape from a JWT the extension's secret signed, under the
+/// same rules as every token (HS256 pinned, `exp` required, each of the
+/// extension's secrets tried while one rotates): Twitch's Bits receipts.
+pub fn verify_signed<T: serde::de::DeserializeOwned>(
+    ext: &Extension,
+    token: &str,
+) -> Result<T, ApiError> {
     crate::hs256::install();
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(ApiError::unauthorized("token too long"));
+    }
     let mut last = ApiError::unauthorized("invalid token signature");
     for secret in &ext.secrets {
-        match jsonwebtoken::decode::<Claims>(token, &secret.decoding, &VALIDATION) {
+        match jsonwebtoken::decode::<T>(token, &secret.decoding, &VALIDATION) {
             Ok(data) => return Ok(data.claims),
             Err(e) => match e.kind() {
                 // Signed with another key: try the next one (rotation).

@@ -15,6 +15,7 @@ pub const ENV_AUTH_TABLE: &str = "MEDKIT_AUTH_TABLE";
 pub const ENV_AGGREGATES_TABLE: &str = "MEDKIT_AGGREGATES_TABLE";
 pub const ENV_CODES_TABLE: &str = "MEDKIT_CODES_TABLE";
 pub const ENV_CONNECTIONS_TABLE: &str = "MEDKIT_CONNECTIONS_TABLE";
+pub const ENV_PURCHASES_TABLE: &str = "MEDKIT_PURCHASES_TABLE";
 pub const ENV_STATE_TTL_DAYS: &str = "MEDKIT_STATE_TTL_DAYS";
 /// The WebSocket stage's Management API endpoint
 /// (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`). Optional:
@@ -75,6 +76,7 @@ impl LambdaConfig {
             aggregates: required(ENV_AGGREGATES_TABLE)?,
             codes: required(ENV_CODES_TABLE)?,
             connections: required(ENV_CONNECTIONS_TABLE)?,
+            purchases: required(ENV_PURCHASES_TABLE)?,
         };
         let ws_endpoint = match get(ENV_WS_ENDPOINT).filter(|v| !v.trim().is_empty()) {
             None => None,
@@ -146,6 +148,7 @@ mod tests {
         (ENV_AGGREGATES_TABLE, "g"),
         (ENV_CODES_TABLE, "k"),
         (ENV_CONNECTIONS_TABLE, "w"),
+        (ENV_PURCHASES_TABLE, "p"),
     ];
 
     #[test]

@@ -40,6 +40,7 @@ pub mod expiry;
 pub mod gamelink;
 pub mod hs256;
 pub mod limits;
+pub mod purchases;
 pub mod realtime;
 pub mod registry;
 

@@ -325,7 +325,8 @@ fn rest_router<S: Store>(app: SharedApp<S>) -> Router {
         .merge(medkit_stores::routes::<S>())
         .merge(medkit_aggregate::routes::<S>())
         .merge(medkit_codes::routes::<S>())
-        .merge(medkit_broadcast::routes::<S>());
+        .merge(medkit_broadcast::routes::<S>())
+        .merge(medkit_purchases::routes::<S>());
     medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
 }
 

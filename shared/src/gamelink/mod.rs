@@ -19,6 +19,7 @@ pub mod datastream;
 pub mod envelope;
 pub mod matches;
 pub mod poll;
+pub mod purchases;
 pub mod push;
 pub mod session;
 pub mod state;

@@ -180,6 +180,19 @@ pub mod auth_keys {
     }
 }
 
+/// Purchases: one item per transaction id (the exactly-once guard, with
+/// the record), and the same record in the channel's partition (listing,
+/// state changes) under the transaction id.
+pub mod purchase_keys {
+    use crate::ids::{ChannelId, ClientId};
+    pub fn transaction(c: &ClientId, id: &str) -> String {
+        format!("{c}|tx|{id}")
+    }
+    pub fn channel(c: &ClientId, ch: &ChannelId) -> String {
+        format!("{c}|txch|{ch}")
+    }
+}
+
 /// Codes per stored chunk: 1000 × < 64 bytes stays far below DynamoDB's
 /// 400 KB item limit, and one chunk read serves 1000 redeems.
 pub const CHUNK_CODES: usize = 1000;

@@ -33,6 +33,7 @@ use crate::error::StoreError;
 use crate::gamelink::session::Session;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::limits::Limit;
+use crate::purchases::{Purchase, State as PurchaseState};
 use crate::realtime::Connection;
 use crate::realtime::job::Job;
 use crate::realtime::subscription::Subscription;
@@ -442,11 +443,78 @@ pub trait LimitStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// What became of a purchase's recording.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Recorded now.
+    New(Purchase),
+    /// Its transaction id was recorded before: that record, unchanged.
+    Known(Purchase),
+}
+
+/// What became of a change of a purchase's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moved {
+    /// Changed: the purchase after it.
+    Done(Purchase),
+    /// In none of the states it could move from: the purchase as it is.
+    Refused(Purchase),
+    /// No such purchase in the channel.
+    Absent,
+}
+
+/// Bits purchases (`purchases`): each recorded once per transaction id and
+/// extension, kept [`crate::purchases::KEEP_SECS`], listed per channel.
+pub trait PurchaseStore: Send + Sync + 'static {
+    /// Records `p` unless its transaction id is known to the extension.
+    fn record_purchase(
+        &self,
+        client: &ClientId,
+        p: &Purchase,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// A channel's purchase by transaction id.
+    fn purchase(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Purchase>, StoreError>> + Send;
+
+    /// A channel's purchases, newest first, at most
+    /// [`crate::purchases::MAX_LISTED`].
+    fn channel_purchases(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+    ) -> impl Future<Output = Result<Vec<Purchase>, StoreError>> + Send;
+
+    /// Moves a channel's purchase to `to` (with `details`) if its state is
+    /// one of `from`: atomically, so two games validating it both see one
+    /// of them win.
+    fn move_purchase(
+        &self,
+        client: &ClientId,
+        channel: &ChannelId,
+        id: &str,
+        from: &[PurchaseState],
+        to: PurchaseState,
+        details: Option<String>,
+    ) -> impl Future<Output = Result<Moved, StoreError>> + Send;
+}
+
 /// Everything a deployment's store provides. Only composition roots (each
 /// function's `main`, the dev server, tests) name it; handlers ask for the
 /// ports they use.
 pub trait Store:
-    DocumentStore + AuthStore + AggregateStore + CodeStore + ConnectionStore + LimitStore + Clone
+    DocumentStore
+    + AuthStore
+    + AggregateStore
+    + CodeStore
+    + ConnectionStore
+    + LimitStore
+    + PurchaseStore
+    + Clone
 {
 }
 impl<T> Store for T where
@@ -456,6 +524,7 @@ impl<T> Store for T where
         + CodeStore
         + ConnectionStore
         + LimitStore
+        + PurchaseStore
         + Clone
 {
 }

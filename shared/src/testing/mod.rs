@@ -82,6 +82,20 @@ pub fn sign(claims: Claims) -> String {
     auth::mint(reg.get(CLIENT_ID).unwrap(), claims)
 }
 
+/// A JWT of any claims and header `alg`, signed HS256 with `secret` (what
+/// Twitch's Bits receipts are; a wrong `alg` or secret forges one).
+pub fn sign_json(claims: &Value, alg: &str, secret: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(serde_json::json!({"alg": alg, "typ": "JWT"}).to_string());
+    let payload = b64.encode(claims.to_string());
+    let signed = format!("{header}.{payload}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(signed.as_bytes());
+    format!("{signed}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
 /// `Authorization` header value for a token of the test extension.
 pub fn bearer(token: &str) -> String {
     format!("{CLIENT_ID} {token}")

@@ -169,6 +169,7 @@ pub fn medkit_env() -> Vec<(&'static str, &'static str)> {
         ("MEDKIT_AGGREGATES_TABLE", "aggregates"),
         ("MEDKIT_CODES_TABLE", "codes"),
         ("MEDKIT_CONNECTIONS_TABLE", "connections"),
+        ("MEDKIT_PURCHASES_TABLE", "purchases"),
         ("MEDKIT_WS_ENDPOINT", "http://127.0.0.1:9/ws"),
         (
             "MEDKIT_TIMERS_QUEUE_URL",

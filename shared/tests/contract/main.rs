@@ -6,5 +6,6 @@
 mod aggregate;
 mod codes;
 mod connections;
+mod purchases;
 mod store;
 mod timers;

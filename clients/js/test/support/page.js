@@ -78,7 +78,7 @@ function installBrowserGlobals(origin) {
  * Opens the page and waits for sdk.loaded().
  * @returns {Promise<{Muxy, sdk, messenger}>}
  */
-async function openPage({ server, role, channel, user, onError }) {
+async function openPage({ server, role, channel, user, onError, transactionsEnabled = false }) {
   installBrowserGlobals(server.base);
   const Muxy = require('@muxy/extensions-js').default;
   const debug = new Muxy.DebuggingOptions()
@@ -90,7 +90,7 @@ async function openPage({ server, role, channel, user, onError }) {
     debug.userID(user);
   }
   Muxy.debug(debug);
-  Muxy.setup({ clientID: server.clientId });
+  Muxy.setup({ clientID: server.clientId, transactionsEnabled });
   const messenger = install(Muxy, { url: server.ws, onError });
   const sdk = new Muxy.SDK();
   await sdk.loaded();

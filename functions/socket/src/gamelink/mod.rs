@@ -11,6 +11,7 @@ mod documents;
 mod extras;
 mod matches;
 mod poll;
+mod purchases;
 
 use medkit::app::{App, SharedApp};
 use medkit::auth::{Caller, Role};
@@ -19,16 +20,18 @@ use medkit::error::ApiError;
 use medkit::gamelink::envelope::{self, GamelinkError, Request};
 use medkit::gamelink::session::{LOGIN_WINDOW_SECS, Session};
 use medkit::ids::{ClientId, ConnectionId, UserId};
-use medkit::store::{AggregateStore, AuthStore, ConnectionStore, DocumentStore, LimitStore};
+use medkit::store::{
+    AggregateStore, AuthStore, ConnectionStore, DocumentStore, LimitStore, PurchaseStore,
+};
 use serde_json::Value;
 
 /// The ports GameLink's verbs use.
 pub trait GameStore:
-    AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore
+    AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore + PurchaseStore
 {
 }
 impl<T> GameStore for T where
-    T: AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore
+    T: AggregateStore + AuthStore + ConnectionStore + DocumentStore + LimitStore + PurchaseStore
 {
 }
 
@@ -173,9 +176,8 @@ async fn dispatch<S: GameStore>(
         "" if action == "broadcast" => extras::broadcast(app, &caller, &req.data).await,
         "drops" => extras::drops(action),
         "gameMetadata" if action == "set" => extras::game_metadata(app, &caller, &req.data).await,
-        "twitchPurchaseBits" | "transaction" => Err(GamelinkError::not_implemented(
-            "Bits purchases are not available on this server yet",
-        )),
+        "twitchPurchaseBits" => purchases::bits(app, session, action, &req.data).await,
+        "transaction" => purchases::transaction(app, session, action, &req.data).await,
         "datastream" => documents::datastream(app, session, action).await,
         "poll" => poll::poll(app, session, action, &req.data).await,
         _ => Err(GamelinkError::bad_request(format!(

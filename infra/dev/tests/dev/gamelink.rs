@@ -473,10 +473,6 @@ async fn a_games_session(ctx: &Ctx) {
         )
         .await;
     assert_eq!(meta, json!({"ok": true}));
-    let (n, _) = game
-        .refused("subscribe", "twitchPurchaseBits", Some(json!({"sku": "*"})))
-        .await;
-    assert_eq!(n, 501);
     let (n, detail) = game.refused("fly", "moon", None).await;
     assert_eq!(n, 400, "{detail}");
 
@@ -1031,6 +1027,175 @@ async fn matches(ctx: &Ctx) {
     assert_eq!(n, 501);
 }
 
+/// A viewer's purchase as the official client's sandbox `purchase()` posts
+/// it (a receipt with a made-up signature: the sandbox does not verify).
+fn sandbox_purchase(tx: &str, sku: &str, user: &str) -> Value {
+    json!({"transactionId": tx, "userId": user, "displayName": "Buyer", "initiator": "current_user",
+           "transactionReceipt": "eyJhbGciOiJIUzI1NiJ9.e30.DK02m0j0HQMKsPeFIrAuVdFh5X8f0hknjEKHAjGt6B0",
+           "product": {"sku": sku, "displayName": "Fancy Hat", "cost": {"amount": 100, "type": "bits"}}})
+}
+
+/// Bits purchases reach the channel's games at least once: pushed when
+/// recorded, sent again to a game that subscribes later, until one
+/// validates; recorded once however often it is posted.
+async fn purchases(ctx: &Ctx) {
+    let (mut game, _) = logged_in_game(ctx, "9101").await;
+    game.ok(
+        "subscribe",
+        "twitchPurchaseBits",
+        Some(json!({"sku": "hat"})),
+    )
+    .await;
+    let viewer = ctx.token("viewer", "9101", Some("555")).await;
+    let (s, first) = ctx
+        .post(
+            "bits/transactions",
+            &viewer,
+            sandbox_purchase("tx-1", "hat", "555"),
+        )
+        .await;
+    assert_eq!(s, 201, "{first}");
+    assert_eq!(first["sandbox"], true);
+    let pushed = game
+        .update("twitchPurchaseBits", WAIT)
+        .await
+        .expect("the purchase");
+    assert_eq!(pushed["data"]["id"], "tx-1");
+    assert_eq!(
+        (
+            pushed["data"]["sku"].clone(),
+            pushed["data"]["cost"].clone()
+        ),
+        (json!("hat"), json!(100))
+    );
+    assert_eq!(pushed["data"]["muxy_id"], first["muxy_id"]);
+    // Posted again: the same answer, nothing pushed again.
+    let (s, again) = ctx
+        .post(
+            "bits/transactions",
+            &viewer,
+            sandbox_purchase("tx-1", "hat", "555"),
+        )
+        .await;
+    assert_eq!(
+        (s, again["muxy_id"].clone()),
+        (200, first["muxy_id"].clone())
+    );
+    assert!(game.update("twitchPurchaseBits", QUIET).await.is_none());
+    // A purchase of another SKU does not reach a game subscribed to "hat".
+    let (s, _) = ctx
+        .post(
+            "bits/transactions",
+            &viewer,
+            sandbox_purchase("tx-2", "cape", "555"),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert!(game.update("twitchPurchaseBits", QUIET).await.is_none());
+
+    // A game that comes later hears every purchase not validated yet.
+    let (mut late, _) = logged_in_game(ctx, "9101").await;
+    late.ok("subscribe", "twitchPurchaseBits", Some(json!({"sku": "*"})))
+        .await;
+    let mut seen = Vec::new();
+    while let Some(u) = late.update("twitchPurchaseBits", QUIET).await {
+        seen.push(u["data"]["id"].as_str().unwrap().to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, ["tx-1", "tx-2"]);
+    let open = late
+        .ok("get", "transaction", Some(json!({"sku": "hat"})))
+        .await;
+    assert_eq!(open["transactions"].as_array().unwrap().len(), 1);
+
+    // Validated: no later game receives it; a repeat is fine, a refund not.
+    let v = game
+        .ok(
+            "validate",
+            "transaction",
+            Some(json!({"transaction_id": "tx-1", "details": "hat given"})),
+        )
+        .await;
+    assert_eq!(v["state"], "validated");
+    game.ok(
+        "validate",
+        "transaction",
+        Some(json!({"transaction_id": "tx-1"})),
+    )
+    .await;
+    let (n, _) = game
+        .refused(
+            "refund",
+            "transaction",
+            Some(json!({"transaction_id": "tx-1", "user_id": "555"})),
+        )
+        .await;
+    assert_eq!(n, 409);
+    let (mut third, _) = logged_in_game(ctx, "9101").await;
+    third
+        .ok(
+            "subscribe",
+            "twitchPurchaseBits",
+            Some(json!({"sku": "hat"})),
+        )
+        .await;
+    assert!(
+        third.update("twitchPurchaseBits", QUIET).await.is_none(),
+        "validated: not again"
+    );
+    // Refunded by SKU and user; another channel's game reaches nothing.
+    let r = third
+        .ok(
+            "refund",
+            "transaction",
+            Some(json!({"sku": "cape", "user_id": "555"})),
+        )
+        .await;
+    assert_eq!(r["state"], "refunded");
+    let (mut elsewhere, _) = logged_in_game(ctx, "9102").await;
+    let (n, _) = elsewhere
+        .refused(
+            "validate",
+            "transaction",
+            Some(json!({"transaction_id": "tx-2"})),
+        )
+        .await;
+    assert_eq!(n, 404);
+    let (n, _) = elsewhere
+        .refused("subscribe", "twitchPurchaseBits", Some(json!({})))
+        .await;
+    assert_eq!(n, 400, "no sku");
+    // The books: the broadcaster lists the channel's purchases and states.
+    let caster = ctx.token("broadcaster", "9101", Some("9101")).await;
+    let (s, listed) = send(
+        M::GET,
+        &ctx.url("bits/transactions"),
+        Some(&ctx.auth(&caster)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{listed}");
+    let states: Vec<(String, String)> = listed["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().into(),
+                t["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("tx-1".into(), "validated".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("tx-2".into(), "refunded".into())),
+        "{states:?}"
+    );
+}
+
 async fn everything(store: Option<&str>, extra: &[&str]) {
     let ctx = ctx_on(store, extra);
     a_games_session(&ctx).await;
@@ -1038,6 +1203,7 @@ async fn everything(store: Option<&str>, extra: &[&str]) {
     channels_are_apart(&ctx).await;
     polls(&ctx).await;
     matches(&ctx).await;
+    purchases(&ctx).await;
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod documents;
 mod generation;
 mod items;
 mod limits;
+mod purchases;
 mod schema;
 mod sessions;
 pub mod stream;

@@ -19,6 +19,7 @@ pub struct Tables {
     pub aggregates: String,
     pub codes: String,
     pub connections: String,
+    pub purchases: String,
 }
 
 impl Tables {
@@ -31,11 +32,18 @@ impl Tables {
             aggregates: format!("{prefix}aggregates"),
             codes: format!("{prefix}codes"),
             connections: format!("{prefix}connections"),
+            purchases: format!("{prefix}purchases"),
         }
     }
 
-    fn all(&self) -> [&String; 4] {
-        [&self.stores, &self.auth, &self.aggregates, &self.codes]
+    fn all(&self) -> [&String; 5] {
+        [
+            &self.stores,
+            &self.auth,
+            &self.aggregates,
+            &self.codes,
+            &self.purchases,
+        ]
     }
 }
 

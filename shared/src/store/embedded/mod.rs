@@ -13,6 +13,7 @@ mod codes;
 mod connections;
 mod documents;
 mod limits;
+mod purchases;
 mod records;
 pub mod sweep;
 mod writer;

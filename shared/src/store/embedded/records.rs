@@ -74,6 +74,14 @@ impl Record {
         (self.expires_at > now).then_some(self)
     }
 
+    /// A JSON text body (`put_json`) as `T`.
+    pub(super) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
+        match &self.body {
+            Body::Text(t) => serde_json::from_str(t).map_err(internal),
+            _ => Err(internal("unexpected record kind")),
+        }
+    }
+
     pub(super) fn doc(&self) -> Result<Option<Value>, StoreError> {
         match &self.body {
             Body::Doc(enc) => codec::decode(enc).map(Some),
