@@ -17,6 +17,8 @@ pub struct Faults {
     lost_doc_answers: AtomicUsize,
     #[cfg(feature = "testing")]
     lost_vote_races: AtomicUsize,
+    #[cfg(feature = "testing")]
+    purchase_crashes: AtomicUsize,
     /// 0: off; else 1 + the BatchWriteItem calls that still succeed.
     #[cfg(feature = "testing")]
     batch_writes_left: AtomicUsize,
@@ -77,6 +79,15 @@ countdown!(
     lose_vote_races,
     take_lost_vote_race,
     lost_vote_races
+);
+
+countdown!(
+    /// The next `n` purchase recordings are made durable, and then the
+    /// process dies before anything else happens (its answer, the push to
+    /// the games): the store answers with an error.
+    crash_purchases_after_record,
+    take_purchase_crash,
+    purchase_crashes
 );
 
 impl Faults {

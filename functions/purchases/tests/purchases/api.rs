@@ -94,6 +94,19 @@ async fn submissions_are_verified_and_recorded_once<S: PurchaseStore + AuthStore
         rt.reset();
     }
 
+    // The same transaction from another channel: refused.
+    let elsewhere = bearer(&token(Role::Viewer, "2002", Some("555")));
+    let (s, v) = call(
+        &r,
+        Method::POST,
+        PATH,
+        Some(&elsewhere),
+        Some(&body("tx-1", &receipt("tx-1", "555"))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    rt.inspect(|rt| rt.reset());
+
     // Forgeries and mismatches: refused, nothing recorded.
     let claims = receipt_claims("tx-bad", "555", "hat", 100);
     let mut expired = claims.clone();
@@ -157,6 +170,10 @@ async fn submissions_are_verified_and_recorded_once<S: PurchaseStore + AuthStore
         let (s, _) = call(&r, Method::POST, PATH, Some(&viewer("555")), Some(bad)).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
     }
+    let huge = json!({"transactionReceipt": receipt("tx-big", "555"), "pad": "x".repeat(2 << 20)})
+        .to_string();
+    let (s, _) = call(&r, Method::POST, PATH, Some(&viewer("555")), Some(&huge)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "an oversized body");
     let caster = bearer(&token(Role::Broadcaster, CHANNEL, Some(CHANNEL)));
     let (s, listed) = call(&r, Method::GET, PATH, Some(&caster), None).await;
     assert_eq!(s, StatusCode::OK, "{listed}");

@@ -2,5 +2,6 @@
 //! binary (each binary is a full link of the AWS SDK).
 
 mod api;
+mod crash;
 mod events;
 mod runtime;

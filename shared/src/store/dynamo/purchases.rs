@@ -101,6 +101,11 @@ impl PurchaseStore for DynamoStore {
                 .send()
                 .await;
             match written {
+                Ok(_) if self.faults.take_purchase_crash() => {
+                    return Err(StoreError::Unavailable(
+                        "injected: crashed after recording".into(),
+                    ));
+                }
                 Ok(_) => return Ok(Recorded::New(p.clone())),
                 Err(e) if lost_race(&e) => {
                     if let Some(first) = self.get_item(table, &guard_pk, SINGLE).await? {

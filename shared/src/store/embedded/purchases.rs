@@ -30,16 +30,23 @@ impl PurchaseStore for EmbeddedStore {
             .map_err(|_| StoreError::Internal("a purchase's channel id".into()))?;
         let listed = channel_key(client, &channel, &p.id);
         let p = p.clone();
-        self.write(move |t| {
-            if let Some(first) = get_json::<Purchase>(t, &guard, now_secs())? {
-                return Ok(Recorded::Known(first));
-            }
-            let expires_at = p.recorded_at + KEEP_SECS;
-            put_json(t, &guard, &p, expires_at)?;
-            put_json(t, &listed, &p, expires_at)?;
-            Ok(Recorded::New(p))
-        })
-        .await
+        let recorded = self
+            .write(move |t| {
+                if let Some(first) = get_json::<Purchase>(t, &guard, now_secs())? {
+                    return Ok(Recorded::Known(first));
+                }
+                let expires_at = p.recorded_at + KEEP_SECS;
+                put_json(t, &guard, &p, expires_at)?;
+                put_json(t, &listed, &p, expires_at)?;
+                Ok(Recorded::New(p))
+            })
+            .await?;
+        if matches!(recorded, Recorded::New(_)) && self.faults.take_purchase_crash() {
+            return Err(StoreError::Unavailable(
+                "injected: crashed after recording".into(),
+            ));
+        }
+        Ok(recorded)
     }
 
     async fn purchase(
