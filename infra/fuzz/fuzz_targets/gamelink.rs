@@ -1,10 +1,13 @@
 //! The GameLink envelope and every body it carries: a frame is a request
 //! or a refusal naming what could be read, never a panic; each target's
-//! body parser answers too.
+//! body parser answers too (matches, and a purchase submission's body), and
+//! a timer's SQS message body reads back as itself.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use medkit::gamelink::{authentication, datastream, envelope, poll, state};
+use medkit::delivery::timers::Due;
+use medkit::gamelink::{authentication, datastream, envelope, matches, poll, state};
+use medkit::purchases::Submission;
 use medkit::realtime::subscription::Subscription;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +15,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = Subscription::decode(text);
+    // A timer's message body (SQS) reads back as itself.
+    if let Ok(due) = Due::decode(text) {
+        assert_eq!(Due::decode(&due.encode()).as_ref(), Ok(&due));
+    }
     let req = match envelope::parse_request(text) {
         Ok(r) => r,
         Err(refusal) => {
@@ -33,6 +40,18 @@ fuzz_target!(|data: &[u8]| {
             d.get("config").unwrap_or(&serde_json::Value::Null),
             1_800_000_100,
         );
+    }
+    let _ = matches::match_id_of(d, "id");
+    if let Ok(channels) = matches::channels_of(d) {
+        let mut m = matches::Match::new(&medkit::ids::AggregateId::parse("m").unwrap(), 0);
+        if m.add(&channels).is_ok() {
+            assert!(m.channels.len() <= matches::MAX_MATCH_CHANNELS);
+            assert!(m.channels.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        }
+    }
+    // A purchase submission (REST) and its unsigned facts (the sandbox's).
+    if let Ok(sub) = Submission::parse(d) {
+        let _ = sub.unsigned_facts(Some("555"));
     }
     let reply = envelope::reply(&req.meta(), d, 0);
     assert!(serde_json::from_str::<serde_json::Value>(&reply).is_ok());

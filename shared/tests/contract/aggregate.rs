@@ -443,30 +443,6 @@ async fn entries_newest_first_per_channel_and_all<S: Store>(s: S) {
     );
 }
 
-macro_rules! contract {
-    ($($name:ident $(, $arg:expr)?);* $(;)?) => {
-        mod embedded {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(EmbeddedStore::in_memory() $(, $arg)?).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some((s, _)) = medkit::testing::dynamo_store(stringify!($name)).await {
-                        super::$name(s $(, $arg)?).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 contract! {
     votes_replace_and_total;
     concurrent_votes_are_exact, 200;

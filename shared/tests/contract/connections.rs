@@ -493,30 +493,6 @@ async fn sessions_and_subscriptions<S: Store>(s: S) {
     assert!(s.session(&expired.id).await.unwrap().is_none());
 }
 
-macro_rules! contract {
-    ($($name:ident);* $(;)?) => {
-        mod embedded {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(EmbeddedStore::in_memory()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some((s, _)) = medkit::testing::dynamo_store(stringify!($name)).await {
-                        super::$name(s).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 contract! {
     connections_are_found_by_channel_viewer_and_shard;
     expired_connections_are_not_found;

@@ -175,30 +175,6 @@ async fn concurrent_submissions_record_one<S: PurchaseStore + Clone>(s: S) {
     );
 }
 
-macro_rules! contract {
-    ($($name:ident);* $(;)?) => {
-        mod embedded {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(EmbeddedStore::in_memory()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some((s, _)) = medkit::testing::dynamo_store(stringify!($name)).await {
-                        super::$name(s).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 contract! {
     purchases_are_recorded_once_and_move_forward;
     concurrent_submissions_record_one;
