@@ -11,7 +11,6 @@ use crate::clock::{now_ms, now_secs};
 use crate::error::StoreError;
 use crate::game_polls;
 use crate::gamelink::matches::{MATCH_IDLE_SECS, Match, MatchPoll, poll_subscription};
-use crate::gamelink::poll::Status;
 use crate::gamelink::push::{Push, fitting};
 use crate::ids::ClientId;
 use crate::store::{AggregateStore, DocKey, DocumentStore};
@@ -102,8 +101,8 @@ pub async fn announce<S: AggregateStore>(
 }
 
 /// Sends the match poll's one `expired` update, if this run is over and
-/// nobody sent it yet (an atomic claim on its record, as for a channel's
-/// poll).
+/// nobody sent it yet (the same atomic claim as a channel's poll, on the
+/// match poll's record).
 pub async fn expire<S: DocumentStore + AggregateStore>(
     app: &App<S>,
     client: &ClientId,
@@ -111,49 +110,13 @@ pub async fn expire<S: DocumentStore + AggregateStore>(
     poll_id: &str,
     run: &str,
 ) -> Result<(), StoreError> {
-    let run_owned = run.to_string();
-    let claimed = app
-        .store
-        .update_doc(
-            &poll_key(client, id, poll_id),
-            game_polls::ttl_secs(app),
-            move |cur| {
-                let mut mp: MatchPoll = parsed(cur).ok_or(Claim::Nothing)?;
-                if mp.poll.run != run_owned
-                    || mp.poll.expiry_sent
-                    || mp.poll.status(now_secs()) != Status::Expired
-                {
-                    return Err(Claim::Nothing);
-                }
-                mp.poll.expiry_sent = true;
-                serde_json::to_value(&mp)
-                    .map_err(|e| Claim::Store(StoreError::Internal(e.to_string())))
-            },
-        )
-        .await;
-    match claimed {
-        Ok(v) => {
-            if let Some(mp) = parsed::<MatchPoll>(Some(v))
-                && let Err(e) = announce(app, client, &mp).await
-            {
-                tracing::warn!(error = %e, "match poll expiry not sent");
-            }
-            Ok(())
-        }
-        Err(Claim::Nothing) => Ok(()),
-        Err(Claim::Store(e)) => Err(e),
+    let key = poll_key(client, id, poll_id);
+    let claimed =
+        game_polls::claim_expiry(app, &key, run, |mp: &mut MatchPoll| &mut mp.poll).await?;
+    if let Some(mp) = claimed
+        && let Err(e) = announce(app, client, &mp).await
+    {
+        tracing::warn!(error = %e, "match poll expiry not sent");
     }
-}
-
-/// Why a claim found nothing to do.
-#[derive(Debug)]
-enum Claim {
-    Store(StoreError),
-    Nothing,
-}
-
-impl From<StoreError> for Claim {
-    fn from(e: StoreError) -> Self {
-        Claim::Store(e)
-    }
+    Ok(())
 }

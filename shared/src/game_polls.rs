@@ -121,6 +121,53 @@ impl From<StoreError> for NotYours {
     }
 }
 
+/// Claims the one `expired` update of run `run` of the record at `key` (a
+/// channel's poll, or a match poll's record: `poll_of` finds the poll in
+/// it), with one atomic write: the record as claimed, or None when it is
+/// gone, another run, not over yet or claimed already. A store failure is
+/// returned (no claim was made, so trying again is safe).
+pub async fn claim_expiry<S, R>(
+    app: &App<S>,
+    key: &DocKey,
+    run: &str,
+    poll_of: fn(&mut R) -> &mut Poll,
+) -> Result<Option<R>, StoreError>
+where
+    S: DocumentStore,
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let run_owned = run.to_string();
+    let claimed = app
+        .store
+        .update_doc(key, ttl_secs(app), move |cur| {
+            let mut record: R = cur
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or(NotYours::Nothing)?;
+            let poll = poll_of(&mut record);
+            if poll.run != run_owned
+                || poll.expiry_sent
+                || poll.status(now_secs()) != Status::Expired
+            {
+                return Err(NotYours::Nothing);
+            }
+            poll.expiry_sent = true;
+            serde_json::to_value(&record)
+                .map_err(|e| NotYours::Store(StoreError::Internal(e.to_string())))
+        })
+        .await;
+    match claimed {
+        Ok(v) => match serde_json::from_value(v) {
+            Ok(record) => Ok(Some(record)),
+            Err(e) => {
+                tracing::error!(error = %e, "a stored poll record does not parse");
+                Ok(None)
+            }
+        },
+        Err(NotYours::Nothing) => Ok(None),
+        Err(NotYours::Store(e)) => Err(e),
+    }
+}
+
 /// Sends the poll's one `expired` update, if this run of the poll is over
 /// and nobody sent it yet. A store failure is returned (the claim was not
 /// made, so trying again is safe).
@@ -131,39 +178,13 @@ pub async fn expire<S: DocumentStore + AggregateStore>(
     poll_id: &str,
     run: &str,
 ) -> Result<(), StoreError> {
-    let run_owned = run.to_string();
-    let claimed = app
-        .store
-        .update_doc(&key(client, channel, poll_id), ttl_secs(app), move |cur| {
-            let mut poll: Poll = cur
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or(NotYours::Nothing)?;
-            if poll.run != run_owned
-                || poll.expiry_sent
-                || poll.status(now_secs()) != Status::Expired
-            {
-                return Err(NotYours::Nothing);
-            }
-            poll.expiry_sent = true;
-            serde_json::to_value(&poll)
-                .map_err(|e| NotYours::Store(StoreError::Internal(e.to_string())))
-        })
-        .await;
-    match claimed {
-        Ok(v) => match serde_json::from_value::<Poll>(v) {
-            // Claimed: the update goes now or never (a retry finds it sent).
-            Ok(poll) => {
-                if let Err(e) = announce(app, client, channel, &poll).await {
-                    tracing::warn!(error = %e, "poll expiry not sent");
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a stored poll definition does not parse");
-                Ok(())
-            }
-        },
-        Err(NotYours::Nothing) => Ok(()),
-        Err(NotYours::Store(e)) => Err(e),
+    let key = key(client, channel, poll_id);
+    let claimed = claim_expiry(app, &key, run, |p: &mut Poll| p).await?;
+    // Claimed: the update goes now or never (a retry finds it sent).
+    if let Some(poll) = claimed
+        && let Err(e) = announce(app, client, channel, &poll).await
+    {
+        tracing::warn!(error = %e, "poll expiry not sent");
     }
+    Ok(())
 }
