@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests
-# need (DynamoDB Local from Maven Central, cfn-lint and moto from PyPI, the JavaScript
+# need (DynamoDB Local from Maven Central, cfn-lint, moto and schemathesis from PyPI, the JavaScript
 # client's npm packages), runs every crate's tests with the DynamoDB contract
 # tests required, the JavaScript client's Node tests against `medkit serve`,
-# lints the SAM template, and stops what it started.
+# runs schemathesis against the OpenAPI description, lints the SAM template,
+# and stops what it started.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -55,6 +56,13 @@ echo "== JavaScript client (official @muxy/extensions-js against medkit serve)"
 bin="${CARGO_TARGET_DIR:-target}/debug/medkit"
 test -x "$bin" || { echo "cargo test did not build $bin" >&2; exit 1; }
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+echo "== OpenAPI: the description is current, and schemathesis against medkit serve"
+# The description against the routers is checked by medkit-dev's tests
+# (openapi.rs); here, that the file is what make-openapi.py writes, and the
+# server's answers for every role against its schemas.
+python3 infra/scripts/make-openapi.py --check
+bash infra/scripts/schemathesis.sh
 
 echo "== template: cfn-lint, sam validate --lint, routes and binaries"
 bin=$(bash infra/scripts/tools.sh cfn-lint sam)

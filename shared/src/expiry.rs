@@ -32,10 +32,39 @@ impl Expiry {
             trivia_secs: days * DAY,
         }
     }
+
+    /// Every lifetime at most `secs` (the dev server's soak flag).
+    pub fn capped(self, secs: i64) -> Self {
+        Expiry {
+            state_secs: self.state_secs.min(secs),
+            config_secs: self.config_secs.min(secs),
+            json_store_secs: self.json_store_secs.min(secs),
+            users_secs: self.users_secs.min(secs),
+            votes_secs: self.votes_secs.min(secs),
+            rank_secs: self.rank_secs.min(secs),
+            accumulate_secs: self.accumulate_secs.min(secs),
+            trivia_secs: self.trivia_secs.min(secs),
+        }
+    }
 }
 
 impl Default for Expiry {
     fn default() -> Self {
         Self::with_state_days(30)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_shortens_every_lifetime_and_lengthens_none() {
+        let e = Expiry::default().capped(60);
+        assert_eq!(e.state_secs, 60);
+        assert_eq!(e.config_secs, 60);
+        assert_eq!(e.votes_secs, 60);
+        assert_eq!(e.accumulate_secs, 60);
+        assert_eq!(Expiry::default().capped(i64::MAX), Expiry::default());
     }
 }

@@ -22,7 +22,6 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
 use medkit::auth::{self, Role};
-use medkit::ids::ClientId;
 use medkit::registry::Registry;
 use tokio::sync::{Notify, broadcast};
 
@@ -360,13 +359,7 @@ fn ms(d: Duration) -> String {
 
 async fn run(args: Args) -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
-    let secret_b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(secret)
-    };
-    let mut registry = Registry::default();
-    registry.add(ClientId::parse(CLIENT_ID).expect("id"), &secret);
+    let (registry, secret_b64) = child::bench_extension(CLIENT_ID, 37, 11);
     println!(
         "fan-out benchmark: {} round(s) per configuration, loopback, one machine",
         args.rounds

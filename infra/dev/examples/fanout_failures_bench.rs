@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use medkit::auth::{self, Role};
-use medkit::ids::ClientId;
 use medkit::registry::Registry;
 
 #[path = "common/child.rs"]
@@ -259,13 +258,7 @@ async fn measure(
 
 async fn run(args: Args) -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(29).wrapping_add(5));
-    let secret_b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(secret)
-    };
-    let mut registry = Registry::default();
-    registry.add(ClientId::parse(CLIENT_ID).expect("id"), &secret);
+    let (registry, secret_b64) = child::bench_extension(CLIENT_ID, 29, 5);
     println!(
         "fan-out with failures: {} viewers, {} extension-wide send(s), --fanout stream on DynamoDB Local",
         args.viewers, args.rounds

@@ -17,15 +17,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use medkit::auth::{self, Role};
-use medkit::ids::ClientId;
-use medkit::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
 #[path = "common/child.rs"]
 mod child;
-use child::{Server, medkit_binary, viewer_tokens};
+use child::{Server, arg, medkit_binary, viewer_tokens};
 
 const CLIENT_ID: &str = "bench";
 const CHANNEL: &str = "42";
@@ -35,15 +33,6 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn frame(action: &str, id: u16, target: &str, data: Value) -> String {
     let mut params = json!({"request_id": id});
@@ -242,17 +231,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (n_viewers, n_games) = (arg("--viewers", 1000), arg("--games", 1000));
+    let (n_viewers, n_games): (usize, usize) = (arg("--viewers", 1000), arg("--games", 1000));
     // Each viewer votes this many times (a changed ballot each time), so a
     // run lasts long enough to measure.
-    let rounds = arg("--rounds", 5);
-    let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(29).wrapping_add(7));
-    let secret_b64 = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(secret)
-    };
-    let mut registry = Registry::default();
-    registry.add(ClientId::parse(CLIENT_ID).expect("id"), &secret);
+    let rounds: usize = arg("--rounds", 5);
+    let (registry, secret_b64) = child::bench_extension(CLIENT_ID, 29, 7);
     let ext = registry.get(CLIENT_ID).expect("registered");
     let server = Server::spawn(
         Command::new(medkit_binary()?)

@@ -97,6 +97,11 @@ struct ServeArgs {
     /// State expiry in days after the last write.
     #[arg(long, env = "MEDKIT_STATE_TTL_DAYS", default_value_t = 30)]
     state_ttl_days: i64,
+    /// Soak tests: every stored item (state, config, votes, ranks, entries,
+    /// trivia) lives at most this many seconds, so the sweeper's bound on
+    /// the data file can be measured in minutes. Code sets keep their 90 days.
+    #[arg(long, hide = true)]
+    expiry_cap_secs: Option<i64>,
     /// How broadcasts reach sockets: `direct` (in process), `api` (through
     /// this server's own Management API with the AWS SDK, as in Lambda), or
     /// `stream` (the whole AWS path: jobs queued on DynamoDB, read from the
@@ -218,6 +223,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if !(1..=3650).contains(&args.state_ttl_days) {
         return Err("--state-ttl-days must be within 1..=3650".into());
     }
+    if args.expiry_cap_secs.is_some_and(|s| s < 1) {
+        return Err("--expiry-cap-secs must be at least 1".into());
+    }
     let (registry, demo) = if args.extensions.is_empty() {
         if args.environment == Env::Production {
             return Err(
@@ -327,7 +335,18 @@ fn rest_router<S: Store>(app: SharedApp<S>) -> Router {
         .merge(medkit_codes::routes::<S>())
         .merge(medkit_broadcast::routes::<S>())
         .merge(medkit_purchases::routes::<S>());
-    medkit::http::finish(api.with_state(app)).route("/hello", get(|| async { "hello" }))
+    medkit::http::finish(api.with_state(app))
+        .route("/hello", get(|| async { "hello" }))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The REST surface's OpenAPI 3.1 description (written by
+/// `infra/scripts/make-openapi.py`, checked against these routes by the tests).
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
 }
 
 /// Where `--fanout stream` reads jobs.
@@ -436,7 +455,10 @@ where
             }
         },
         poster,
-        expiry: Expiry::with_state_days(args.state_ttl_days),
+        expiry: match args.expiry_cap_secs {
+            Some(cap) => Expiry::with_state_days(args.state_ttl_days).capped(cap),
+            None => Expiry::with_state_days(args.state_ttl_days),
+        },
         timers: None,
         tokens: Default::default(),
     });

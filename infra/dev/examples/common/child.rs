@@ -75,3 +75,32 @@ pub fn viewer_tokens(ext: &medkit::registry::Extension, channel: &str, n: usize)
         })
         .collect()
 }
+
+/// A benchmark's own extension: a registry holding `client_id` with a fixed
+/// secret derived from `(mul, add)` (each benchmark its own), and that
+/// secret in base64 for the server's `--extension` flag.
+#[allow(dead_code)] // not every example uses it
+pub fn bench_extension(client_id: &str, mul: u8, add: u8) -> (medkit::registry::Registry, String) {
+    use base64::Engine;
+    let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(mul).wrapping_add(add));
+    let mut registry = medkit::registry::Registry::default();
+    registry.add(
+        medkit::ids::ClientId::parse(client_id).expect("a valid client id"),
+        &secret,
+    );
+    (
+        registry,
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    )
+}
+
+/// The value after `--name` on the command line, or `default`.
+#[allow(dead_code)] // not every example uses it
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

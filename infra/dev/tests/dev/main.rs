@@ -5,6 +5,7 @@ mod common;
 mod faults;
 mod gamelink;
 mod lambda_path;
+mod openapi;
 mod realtime;
 mod security;
 mod serve;
