@@ -11,6 +11,7 @@
 pub mod envelope;
 pub mod event;
 pub mod job;
+pub mod pubsub;
 pub mod rate;
 pub mod subscription;
 
