@@ -102,13 +102,13 @@ def gamelink(action, request_id, target, data):
     return json.dumps({"action": action, "data": data, "params": params},
                       sort_keys=True, separators=(",", ":"))
 
-def stream_job(client, part, frame, to=None):
+def stream_job(client, part, frame, to=None, key_part=None):
     """A DynamoDB stream record of a fan-out job item (what the worker receives):
     `pk` `<client>|job|<part>` (a channel's or shard's jobs share it, so they are
     processed in order), `sk` its send order, `pt` the part (`r` for a follow-up,
     with the connection ids in `to`), `n` the attempt. No `at` (send time): a
     sample event is never dropped as stale."""
-    key_part = "r:sample" if to else part
+    key_part = key_part or ("r:sample" if to else part)
     keys = {"pk": {"S": f"{client}|job|{key_part}"}, "sk": {"S": "00000000000000000001|sample"}}
     image = dict(keys, pt={"S": part}, cl={"S": client}, fr={"S": frame},
                  n={"N": "1" if to else "0"}, expires_at={"N": str(EXPIRES)})
@@ -280,6 +280,11 @@ def main():
     fanout = {
         "01-job-shard": stream_job(CLIENT, "s:0", frame),
         "02-job-follow-up": stream_job(CLIENT, "r", frame, to=["sample-conn-1="]),
+        # A relay job (MEDKIT_TWITCH_RELAY): the frame is the envelope's
+        # message string; a channel's relay jobs share partition `t:<channel>`.
+        "03-job-twitch-relay": stream_job(
+            CLIENT, "t:1001:broadcast",
+            json.dumps({"event": f"sandbox:{CLIENT}:score", "data": {"red": 5}}), key_part="t:1001"),
     }
     purchases = {
         "01-transaction-post": event("POST", "/v1/e/bits/transactions", auth=viewer, body={

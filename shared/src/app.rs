@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::auth::{Caller, TokenCache};
 use crate::delivery::fanout::Fanout;
 use crate::delivery::timers::TimerQueue;
-use crate::delivery::{Notifier, Poster};
+use crate::delivery::{Notifier, Poster, Relay};
 use crate::env::Env;
 use crate::error::ApiError;
 use crate::expiry::Expiry;
@@ -24,6 +24,8 @@ pub struct App<S> {
     pub timers: Option<Arc<dyn TimerQueue>>,
     pub expiry: Expiry,
     pub tokens: TokenCache,
+    /// Sends and events also go to Twitch's Extension PubSub (None: off).
+    pub relay: Option<Arc<dyn Relay>>,
 }
 
 pub type SharedApp<S> = Arc<App<S>>;
@@ -34,6 +36,7 @@ impl<S> App<S> {
         Fanout {
             store: &self.store,
             poster: &*self.poster,
+            relay: self.relay.as_deref(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! names as flags (clap `env = …`). A missing or malformed variable fails at
 //! init with a message naming it.
 
+use crate::delivery::twitch::TwitchConfig;
 use crate::env::Env;
 pub use crate::error::ConfigError;
 use crate::expiry::Expiry;
@@ -26,6 +27,14 @@ pub const ENV_WS_ENDPOINT: &str = "MEDKIT_WS_ENDPOINT";
 /// socket, aggregate and timers functions have it in `template.yaml`.
 pub const ENV_TIMERS_QUEUE_URL: &str = "MEDKIT_TIMERS_QUEUE_URL";
 
+/// Extensions whose sends are relayed to Twitch's Extension PubSub, as
+/// `<client id>=<owner user id>` entries, comma-separated (issue #18).
+/// Optional: unset or empty, nothing is relayed.
+pub const ENV_TWITCH_RELAY: &str = "MEDKIT_TWITCH_RELAY";
+/// Helix's base URL for the relay (default `https://api.twitch.tv/helix`;
+/// a stand-in on loopback in tests).
+pub const ENV_HELIX_URL: &str = "MEDKIT_HELIX_URL";
+
 /// Fails naming `var` when it is unset or blank: for a function that cannot
 /// work without an otherwise optional variable (the WebSocket endpoint).
 pub fn require_set(var: &'static str) -> Result<(), ConfigError> {
@@ -44,6 +53,7 @@ pub struct LambdaConfig {
     pub expiry: Expiry,
     pub ws_endpoint: Option<String>,
     pub timers_queue: Option<String>,
+    pub twitch: Option<TwitchConfig>,
 }
 
 impl LambdaConfig {
@@ -114,6 +124,24 @@ impl LambdaConfig {
                 }
             },
         };
+        let relay = get(ENV_TWITCH_RELAY).unwrap_or_default();
+        let twitch = TwitchConfig::parse(relay.split(','), get(ENV_HELIX_URL).as_deref()).map_err(
+            |reason| ConfigError::Invalid {
+                var: ENV_TWITCH_RELAY,
+                reason,
+            },
+        )?;
+        if let Some(t) = &twitch
+            && let Some((c, _)) = t
+                .owners
+                .iter()
+                .find(|(c, _)| registry.get(c.as_str()).is_none())
+        {
+            return Err(ConfigError::Invalid {
+                var: ENV_TWITCH_RELAY,
+                reason: format!("extension {c} is not in {ENV_EXTENSIONS}"),
+            });
+        }
         Ok(LambdaConfig {
             env,
             registry,
@@ -121,6 +149,7 @@ impl LambdaConfig {
             expiry,
             ws_endpoint,
             timers_queue,
+            twitch,
         })
     }
 }

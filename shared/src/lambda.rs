@@ -12,7 +12,8 @@ use crate::delivery::local::{NoPoster, NoopNotifier};
 use crate::delivery::management::ManagementPoster;
 use crate::delivery::sqs::SqsTimers;
 use crate::delivery::timers::TimerQueue;
-use crate::delivery::{Notifier, Poster};
+use crate::delivery::twitch::TwitchRelay;
+use crate::delivery::{Notifier, Poster, Relay};
 use crate::store::dynamo::DynamoStore;
 
 /// What a Lambda entry point returns.
@@ -26,10 +27,22 @@ pub type Error = lambda_http::Error;
 /// others link no queue client at all.
 pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, ConfigError> {
     let cfg = LambdaConfig::from_env()?;
-    tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, timers = ?cfg.timers_queue, "configured");
+    tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, timers = ?cfg.timers_queue, twitch_relay = ?cfg.twitch, "configured");
     let conf = crate::aws::lambda_config()?;
     let store =
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), cfg.tables).with_fanout_queue();
+    // Every function that sends queues relay jobs; the fan-out worker posts them.
+    let relay: Option<Arc<dyn Relay>> = match &cfg.twitch {
+        Some(twitch) => Some(Arc::new(
+            TwitchRelay::new(twitch, &cfg.registry, store.clone()).map_err(|reason| {
+                ConfigError::Invalid {
+                    var: crate::config::ENV_TWITCH_RELAY,
+                    reason,
+                }
+            })?,
+        )),
+        None => None,
+    };
     let (poster, notifier): (Arc<dyn Poster>, Arc<dyn Notifier>) = match &cfg.ws_endpoint {
         Some(url) => {
             let poster: Arc<dyn Poster> = Arc::new(ManagementPoster::from_conf(&conf, url));
@@ -37,6 +50,7 @@ pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, Con
                 store: store.clone(),
                 poster: poster.clone(),
                 env: cfg.env,
+                relay: relay.clone(),
             });
             (poster, notifier)
         }
@@ -61,6 +75,7 @@ pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, Con
         },
         expiry: cfg.expiry,
         tokens: Default::default(),
+        relay,
     }))
 }
 
@@ -159,7 +174,9 @@ where
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
         let started = std::time::Instant::now();
-        let out = handle(app.clone(), event.payload).await;
+        // Retries (the store's, the Twitch relay's) stop in time to answer.
+        let deadline = crate::budget::from_invocation_deadline(event.context.deadline);
+        let out = crate::budget::until(deadline, handle(app.clone(), event.payload)).await;
         crate::logging::invocation(&event.context.request_id, &out.route, out.status, started);
         Ok::<R, Error>(out.response)
     }))

@@ -48,6 +48,13 @@ pub const SENDS: Limit = Limit {
     window_secs: 300,
 };
 
+/// Messages to Twitch's Extension PubSub per extension and channel (and
+/// for `global`, per extension): Twitch's own limit, 100 per minute.
+pub const TWITCH_MESSAGES: Limit = Limit {
+    max: 100,
+    window_secs: 60,
+};
+
 /// Wrong PINs one broadcaster may enter per PIN lifetime (5 minutes).
 pub const PIN_FAILURES_PER_CHANNEL: Limit = Limit {
     max: 5,

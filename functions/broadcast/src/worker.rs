@@ -74,5 +74,6 @@ fn job_label(part: &JobPart) -> String {
         JobPart::Shard(n) => format!("shard {n}"),
         JobPart::Retry(ids) => format!("follow-up for {} connections", ids.len()),
         JobPart::Subscribers(sub) => format!("games subscribed to {}", sub.topic),
+        JobPart::Twitch(t) => format!("Twitch relay {}", t.encode()),
     }
 }

@@ -118,6 +118,18 @@ struct ServeArgs {
     /// this many posts dies right after (as one that timed out does).
     #[arg(long, hide = true)]
     inject_worker_crash_after: Option<usize>,
+    /// Relay this extension's broadcasts and events to Twitch's Extension
+    /// PubSub too: `<client_id>=<owner's Twitch user id>`; repeatable
+    /// (comma-separated in the env var). Off by default.
+    #[arg(
+        long = "twitch-relay",
+        env = "MEDKIT_TWITCH_RELAY",
+        value_delimiter = ','
+    )]
+    twitch_relay: Vec<String>,
+    /// Helix's base URL for the relay (default https://api.twitch.tv/helix).
+    #[arg(long, env = "MEDKIT_HELIX_URL")]
+    helix_url: Option<String>,
     /// Seconds a client has to send a request's headers (and an idle
     /// keep-alive connection is kept).
     #[arg(long, env = "MEDKIT_HEADER_TIMEOUT", default_value_t = 10)]
@@ -389,6 +401,7 @@ async fn stream_mapping(
         expiry: app.expiry,
         timers: None,
         tokens: Default::default(),
+        relay: app.relay.clone(),
     });
     let conf = medkit::aws::local_config(&src.endpoint);
     let runner = Runner {
@@ -435,6 +448,7 @@ where
         FanoutVia::Direct => Arc::new(ws::DirectPoster(sockets.clone())),
         FanoutVia::Api | FanoutVia::Stream => management()?,
     };
+    let relay = twitch_relay(args, &registry, &store)?;
     let app = Arc::new(App {
         env: args.environment,
         registry,
@@ -444,6 +458,7 @@ where
                 store,
                 poster: poster.clone(),
                 env: args.environment,
+                relay: relay.clone(),
             });
             match args.fanout {
                 // The stream is the queue: jobs are written in order on the request path.
@@ -461,6 +476,7 @@ where
         },
         timers: None,
         tokens: Default::default(),
+        relay,
     });
     let destination = match mapping {
         Some(start) => Some(start(app.clone(), management()?).await?),
@@ -482,6 +498,34 @@ where
         request: Duration::from_secs(args.request_timeout),
     };
     listen::serve(listener, router, timeouts).await
+}
+
+/// The Twitch relay `--twitch-relay` asks for (None: off).
+fn twitch_relay<S: Store>(
+    args: &ServeArgs,
+    registry: &Registry,
+    store: &S,
+) -> Result<Option<Arc<dyn medkit::delivery::Relay>>, String> {
+    use medkit::delivery::twitch::{TwitchConfig, TwitchRelay};
+    let entries = args.twitch_relay.iter().map(String::as_str);
+    let Some(config) = TwitchConfig::parse(entries, args.helix_url.as_deref())
+        .map_err(|e| format!("--twitch-relay: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let relay = TwitchRelay::new(&config, registry, store.clone())
+        .map_err(|e| format!("--twitch-relay: {e}"))?;
+    println!(
+        "  twitch relay: {} -> {}",
+        config
+            .owners
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.helix_url
+    );
+    Ok(Some(Arc::new(relay)))
 }
 
 /// `GET /dev/fanout-failures`: what the local mapping's on-failure

@@ -599,6 +599,7 @@ mod tests {
         let fanout = Fanout {
             store: &store,
             poster: &poster,
+            relay: None,
         };
         let to = Recipients::Channel(channel);
         let mut stuck_failures = 0;

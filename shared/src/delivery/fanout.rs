@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::delivery::{Notifier, NotifyFuture, PostError, Poster};
+use crate::delivery::{Notifier, NotifyFuture, PostError, Poster, Relay};
 use crate::env::Env;
 use crate::error::StoreError;
 use crate::gamelink::push::Push;
@@ -28,7 +28,7 @@ use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
 use crate::realtime::EXTENSION_SHARDS;
 use crate::realtime::envelope::{self, Topic};
 use crate::realtime::event::{Audience, Event};
-use crate::realtime::job::{GameUpdate, Job, JobPart, Recipients};
+use crate::realtime::job::{GameUpdate, Job, JobPart, Recipients, RelayTarget};
 use crate::store::ConnectionStore;
 
 /// Posts in flight per fan-out (per job in AWS).
@@ -83,10 +83,12 @@ pub struct Undelivered {
     pub failed_games: Vec<ConnectionId>,
 }
 
-/// The fan-out over a connection store and a poster.
+/// The fan-out over a connection store and a poster, and the Twitch relay
+/// when one is configured.
 pub struct Fanout<'a, S> {
     pub store: &'a S,
     pub poster: &'a dyn Poster,
+    pub relay: Option<&'a dyn Relay>,
 }
 
 impl<S: ConnectionStore> Fanout<'_, S> {
@@ -157,8 +159,32 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             JobPart::Shard(s) => self.store.shard_connections(&job.client_id, *s).await?,
             JobPart::Retry(ids) => ids.clone(),
             JobPart::Subscribers(sub) => self.store.subscribers(&job.client_id, sub).await?,
+            // No connections: `work` relays it.
+            JobPart::Twitch(_) => Vec::new(),
         };
         Ok(self.post_all(ids, Bytes::from(job.frame.clone())).await)
+    }
+
+    /// Relays a send to Twitch when its extension is relayed: a job queued
+    /// where fan-out jobs are, or (no queue) handed to the relay's own
+    /// delivery. Either way nothing here waits on Twitch. `message` is the
+    /// envelope's message string (JSON or base64(zlib)).
+    pub async fn relay(&self, client: &ClientId, target: Option<RelayTarget>, message: &str) {
+        let Some(relay) = self.relay.filter(|r| r.relays(client)) else {
+            return;
+        };
+        let Some(target) = target else {
+            tracing::info!(%client, "not relayed to Twitch: an extension-wide whisper names no channel");
+            return;
+        };
+        let job = Job::new(client.clone(), JobPart::Twitch(target), message.to_string());
+        match self.store.queue_jobs(std::slice::from_ref(&job)).await {
+            Ok(true) => {}
+            Ok(false) => relay.submit(job),
+            Err(e) => {
+                tracing::warn!(%client, error = %e, "not relayed to Twitch: the relay job was not queued")
+            }
+        }
     }
 
     /// What a fan-out worker does with a queued job (see [`JobOutcome`]): a
@@ -170,6 +196,9 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             return Ok(JobOutcome::Stale);
         }
         tokio::time::sleep(job.backoff()).await;
+        if let JobPart::Twitch(_) = job.part {
+            return Ok(self.work_relay(job).await);
+        }
         let (report, undelivered) = self.run_job(job).await?;
         if undelivered.failed.is_empty() && undelivered.failed_games.is_empty() {
             return Ok(JobOutcome::Delivered(report));
@@ -183,6 +212,21 @@ impl<S: ConnectionStore> Fanout<'_, S> {
             }
             None => Ok(JobOutcome::Exhausted(report)),
         }
+    }
+
+    /// A relay job in the fan-out worker: Twitch's refusals are final
+    /// (logged by the relay); throttles and errors were retried there.
+    async fn work_relay(&self, job: &Job) -> JobOutcome {
+        let Some(relay) = self.relay else {
+            tracing::warn!(client = %job.client_id, "a relay job, but this worker has no relay configured (MEDKIT_TWITCH_RELAY); skipped");
+            return JobOutcome::Delivered(Report::default());
+        };
+        let r = relay.deliver(job).await;
+        JobOutcome::Delivered(Report {
+            sent: r.sent,
+            failed: r.refused + r.dropped,
+            ..Report::default()
+        })
     }
 
     async fn queue_or_run(&self, jobs: Vec<Job>) -> Result<Report, StoreError> {
@@ -348,13 +392,29 @@ pub struct FanoutNotifier<S> {
     pub store: S,
     pub poster: Arc<dyn Poster>,
     pub env: Env,
+    /// Events go to Twitch too when their extension is relayed.
+    pub relay: Option<Arc<dyn Relay>>,
+}
+
+impl<S> FanoutNotifier<S> {
+    fn fanout(&self) -> Fanout<'_, S> {
+        Fanout {
+            store: &self.store,
+            poster: &*self.poster,
+            relay: self.relay.as_deref(),
+        }
+    }
 }
 
 impl<S: ConnectionStore> FanoutNotifier<S> {
     async fn send(&self, event: Event) {
-        let (topic, to) = match event.audience {
-            Audience::Channel(ch) => (Topic::Broadcast, Recipients::Channel(ch)),
-            Audience::Extension => (Topic::Global, Recipients::Extension),
+        let (topic, to, relay_to) = match event.audience {
+            Audience::Channel(ch) => (
+                Topic::Broadcast,
+                Recipients::Channel(ch.clone()),
+                RelayTarget::Channel(ch, Topic::Broadcast),
+            ),
+            Audience::Extension => (Topic::Global, Recipients::Extension, RelayTarget::Global),
         };
         let message = match envelope::message(self.env, &event.client_id, &event.name, &event.data)
         {
@@ -371,10 +431,10 @@ impl<S: ConnectionStore> FanoutNotifier<S> {
             &envelope::Stamp::new(),
             envelope::Kind::Snapshot,
         );
-        let fanout = Fanout {
-            store: &self.store,
-            poster: &*self.poster,
-        };
+        let fanout = self.fanout();
+        fanout
+            .relay(&event.client_id, Some(relay_to), &message)
+            .await;
         let outcome = match (to, event.games) {
             // A channel's event and its games' update: one job.
             (Recipients::Channel(ch), Some(push)) => {
@@ -403,10 +463,7 @@ impl<S: ConnectionStore> FanoutNotifier<S> {
     /// A GameLink update: one job for the topic's subscribers, queued when
     /// the store can (the write that caused it does not wait on delivery).
     async fn send_push(&self, client: ClientId, push: Push) {
-        let fanout = Fanout {
-            store: &self.store,
-            poster: &*self.poster,
-        };
+        let fanout = self.fanout();
         let topic = push.to.topic.clone();
         let job = Job::new(client, JobPart::Subscribers(push.to), push.frame);
         match fanout.queue_or_run(vec![job]).await {

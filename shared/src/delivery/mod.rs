@@ -14,6 +14,8 @@
 //! - [`send`]: a send's envelope, budget and fan-out (REST and GameLink).
 //! - [`timers::TimerQueue`]: keeps timers until they are due. Adapter:
 //!   [`sqs::SqsTimers`]; without one, timers sleep in process.
+//! - [`Relay`]: delivers sends to Twitch's Extension PubSub too (issue
+//!   #18). Adapter: [`twitch::TwitchRelay`] (Helix over HTTPS).
 
 pub mod fanout;
 pub mod local;
@@ -21,6 +23,7 @@ pub mod management;
 pub mod send;
 pub mod sqs;
 pub mod timers;
+pub mod twitch;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +33,7 @@ use bytes::Bytes;
 use crate::gamelink::push::Push;
 use crate::ids::{ClientId, ConnectionId};
 use crate::realtime::event::Event;
+use crate::realtime::job::Job;
 
 /// Why one post failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,4 +71,35 @@ pub trait Notifier: Send + Sync {
         let _ = (client, push);
         Box::pin(async {})
     }
+}
+
+/// What one relay job came to (counted in messages: a large send is
+/// several).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    /// Messages Twitch accepted.
+    pub sent: usize,
+    /// Messages Twitch refused for good (a 4xx other than 429), or that
+    /// could not be made (over the fragment limit); logged with the reason.
+    pub refused: usize,
+    /// Messages given up on: still throttled or failing after every retry,
+    /// or too old to be worth sending; logged.
+    pub dropped: usize,
+}
+
+pub type RelayFuture<'a> = Pin<Box<dyn Future<Output = RelayReport> + Send + 'a>>;
+
+/// Sends to Twitch's Extension PubSub: a relay job
+/// (`realtime::job::JobPart::Twitch`, its frame the envelope's message) is
+/// queued where fan-out jobs are; the fan-out worker calls [`deliver`]
+/// (`Relay::deliver`). A process without a job queue (the dev server) hands
+/// it to [`submit`](Relay::submit), which delivers it off the request path.
+pub trait Relay: Send + Sync {
+    /// Whether this extension's sends are relayed.
+    fn relays(&self, client: &ClientId) -> bool;
+    /// Delivers `job` later, in order with the channel's other relay jobs.
+    fn submit(&self, job: Job);
+    /// Delivers `job` now: waits for the channel's budget, retries
+    /// throttles and server errors.
+    fn deliver<'a>(&'a self, job: &'a Job) -> RelayFuture<'a>;
 }

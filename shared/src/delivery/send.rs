@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::ids::{ChannelId, ClientId, ViewerId};
 use crate::limits::SENDS;
 use crate::realtime::envelope::{self, Kind, Stamp, Target, Topic};
-use crate::realtime::job::Recipients;
+use crate::realtime::job::{Recipients, RelayTarget};
 use crate::realtime::rate::{self, Budget, RATE_WINDOW_SECS, SENDS_PER_WINDOW};
 use crate::store::{ConnectionStore, LimitStore};
 
@@ -48,6 +48,10 @@ pub async fn send<S: ConnectionStore + LimitStore>(
         };
         (b.key(), b.whose())
     };
+    let channel = match &scope {
+        Scope::Channel(ch) => Some(ch.clone()),
+        Scope::Extension => None,
+    };
     let (topic, to) = match (scope, message.target) {
         (Scope::Channel(ch), Target::Broadcast) => (Topic::Broadcast, Recipients::Channel(ch)),
         (Scope::Channel(ch), Target::Whisper(v)) => {
@@ -68,6 +72,9 @@ pub async fn send<S: ConnectionStore + LimitStore>(
     }
     let frame = envelope::frame(&topic, &envelope, &Stamp::new(), Kind::Message);
     let report = fanout.deliver(client, &to, &frame).await?;
+    fanout
+        .relay(client, RelayTarget::of(channel.as_ref(), &topic), &envelope)
+        .await;
     tracing::info!(
         event = %message.event,
         topic = %topic.as_string(),

@@ -1,6 +1,7 @@
 //! Who receives a send, and the parts a big fan-out is cut into.
 
 use crate::ids::{ChannelId, ClientId, ConnectionId, ViewerId};
+use crate::realtime::envelope::Topic;
 use crate::realtime::subscription::Subscription;
 
 /// A real-time event older than this (seconds since its send) is dropped
@@ -124,6 +125,66 @@ pub enum JobPart {
     Retry(Vec<ConnectionId>),
     /// The GameLink sessions subscribed to a topic.
     Subscribers(Subscription),
+    /// Twitch's Extension PubSub (the relay, issue #18): the job's frame is
+    /// the envelope's message string, not a WebSocket frame.
+    Twitch(RelayTarget),
+}
+
+/// Where a relayed send goes on Twitch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayTarget {
+    /// One channel's `broadcast` or `whisper-<id>`.
+    Channel(ChannelId, Topic),
+    /// Every channel of the extension (`global`).
+    Global,
+}
+
+impl RelayTarget {
+    /// Where a send to `topic` goes, `channel` being its channel (None: an
+    /// extension-wide send). None for an extension-wide whisper: Twitch
+    /// needs the channel a whisper is on.
+    pub fn of(channel: Option<&ChannelId>, topic: &Topic) -> Option<Self> {
+        match (channel, topic) {
+            (_, Topic::Global) | (None, Topic::Broadcast) => Some(RelayTarget::Global),
+            (Some(ch), t) => Some(RelayTarget::Channel(ch.clone(), t.clone())),
+            (None, Topic::Whisper(_)) => None,
+        }
+    }
+
+    pub fn channel(&self) -> Option<&ChannelId> {
+        match self {
+            RelayTarget::Channel(ch, _) => Some(ch),
+            RelayTarget::Global => None,
+        }
+    }
+
+    pub fn topic(&self) -> Topic {
+        match self {
+            RelayTarget::Channel(_, t) => t.clone(),
+            RelayTarget::Global => Topic::Global,
+        }
+    }
+
+    /// `<channel>:<topic>`, or `*:global`; ids never contain `:`.
+    pub fn encode(&self) -> String {
+        match self {
+            RelayTarget::Channel(ch, t) => format!("{ch}:{}", t.as_string()),
+            RelayTarget::Global => "*:global".into(),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ch, topic) = s.split_once(':')?;
+        if ch == "*" {
+            return (topic == "global").then_some(RelayTarget::Global);
+        }
+        let ch = ChannelId::parse(ch).ok()?;
+        let topic = match topic {
+            "broadcast" => Topic::Broadcast,
+            t => Topic::Whisper(ViewerId::parse(t.strip_prefix("whisper-")?).ok()?),
+        };
+        Some(RelayTarget::Channel(ch, topic))
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +250,33 @@ mod tests {
             ]
         );
         assert!(next.iter().all(|n| n.games.is_none()));
+    }
+
+    #[test]
+    fn relay_targets_round_trip_and_whispers_need_a_channel() {
+        let ch = ChannelId::parse("42").unwrap();
+        let v = ViewerId::parse("U7").unwrap();
+        let targets = [
+            RelayTarget::of(Some(&ch), &Topic::Broadcast).unwrap(),
+            RelayTarget::of(Some(&ch), &Topic::Whisper(v.clone())).unwrap(),
+            RelayTarget::of(None, &Topic::Global).unwrap(),
+        ];
+        for t in &targets {
+            assert_eq!(RelayTarget::decode(&t.encode()).as_ref(), Some(t));
+        }
+        assert_eq!(targets[1].encode(), "42:whisper-U7");
+        assert_eq!(targets[2], RelayTarget::Global);
+        assert_eq!(RelayTarget::of(None, &Topic::Whisper(v)), None);
+        for bad in [
+            "",
+            "42",
+            "42:whisper-",
+            "*:broadcast",
+            ":broadcast",
+            "42:other",
+        ] {
+            assert_eq!(RelayTarget::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

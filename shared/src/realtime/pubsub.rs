@@ -88,9 +88,16 @@ fn zlib(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Where on Twitch a medkit topic goes: Helix's `target` and whether the
-/// message is global.
+/// message is global. Twitch whispers to an opaque id; a whisper addressed
+/// by Twitch user id (digits) goes to that viewer's opaque id when they
+/// share their identity, `U<user id>`.
 pub fn target_of(topic: &Topic) -> (String, bool) {
-    (topic.as_string(), matches!(topic, Topic::Global))
+    match topic {
+        Topic::Whisper(v) if v.as_str().bytes().all(|b| b.is_ascii_digit()) => {
+            (format!("whisper-U{v}"), false)
+        }
+        t => (t.as_string(), matches!(t, Topic::Global)),
+    }
 }
 
 /// The body of `POST /helix/extensions/pubsub` for one message string.
@@ -260,6 +267,8 @@ mod tests {
         assert_eq!(target_of(&Topic::Global), ("global".into(), true));
         let w = Topic::Whisper(ViewerId::parse("U123").unwrap());
         assert_eq!(target_of(&w), ("whisper-U123".into(), false));
+        let by_user_id = Topic::Whisper(ViewerId::parse("123").unwrap());
+        assert_eq!(target_of(&by_user_id), ("whisper-U123".into(), false));
     }
 
     #[test]

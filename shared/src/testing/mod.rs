@@ -7,6 +7,7 @@
 //! plainly that they did not run, unless `MEDKIT_REQUIRE_DYNAMODB=1` (CI),
 //! where a missing endpoint fails them.
 
+pub mod helix;
 pub mod round_trips;
 pub mod runtime_stub;
 
@@ -251,6 +252,7 @@ pub fn app_with_poster<S>(store: S, env: Env, poster: Arc<dyn Poster>) -> (Share
         expiry: Expiry::default(),
         timers: None,
         tokens: Default::default(),
+        relay: None,
     });
     (app, hub)
 }
@@ -277,6 +279,7 @@ pub fn sample_app_with_poster<S>(store: S, poster: Arc<dyn Poster>) -> SharedApp
         expiry: Expiry::default(),
         timers: None,
         tokens: Default::default(),
+        relay: None,
     })
 }
 

@@ -252,6 +252,7 @@ async fn fanout_removes_gone_connections_and_retries_throttled_ones<S: Store>(s:
     let fanout = Fanout {
         store: &s,
         poster: &poster,
+        relay: None,
     };
     let report = fanout
         .deliver(&client("c1"), &Recipients::Channel(channel("F")), "frame")
@@ -298,6 +299,7 @@ async fn gone_connections_are_deleted_only_within_the_deadline<S: Store>(s: S) {
     let fanout = Fanout {
         store: &s,
         poster: &poster,
+        relay: None,
     };
     let (c1, to) = (client("c1"), Recipients::Channel(channel("G")));
     let send = fanout.deliver(&c1, &to, "f");
@@ -335,6 +337,7 @@ async fn extension_wide_sends_reach_every_channel_once<S: Store>(s: S) {
     let fanout = Fanout {
         store: &s,
         poster: &poster,
+        relay: None,
     };
     let report = fanout
         .deliver(&client("c1"), &Recipients::Extension, "g")
@@ -358,6 +361,7 @@ async fn extension_wide_sends_reach_every_channel_once<S: Store>(s: S) {
     let fanout = Fanout {
         store: &s,
         poster: &poster,
+        relay: None,
     };
     let r = fanout
         .deliver(&client("c1"), &Recipients::Viewer(viewer("W3")), "w")
@@ -581,6 +585,7 @@ async fn a_post_on_a_dead_pooled_connection_is_retried() {
     let fanout = Fanout {
         store: &s,
         poster: &poster,
+        relay: None,
     };
     let report = fanout
         .deliver(&client("c1"), &Recipients::Channel(channel("F")), "frame")

@@ -85,6 +85,7 @@ fn fixture<S>(store: S) -> Fixture<S> {
         timers: Some(queue.clone()),
         expiry: Expiry::default(),
         tokens: Default::default(),
+        relay: None,
     });
     Fixture { app, heard, queue }
 }

@@ -330,6 +330,7 @@ async fn notifications_reach_the_channel_or_everyone() {
         store: f.store.clone(),
         poster: f.poster.clone(),
         env: Env::Production,
+        relay: None,
     };
     let client = ClientId::parse(CLIENT_ID).unwrap();
     notifier

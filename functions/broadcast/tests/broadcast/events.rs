@@ -52,6 +52,7 @@ async fn sample_events_run_through_the_lambda_entry() {
         store,
         poster: poster.clone(),
         env: Env::Sandbox,
+        relay: None,
     });
     let router = medkit_broadcast::router(app);
     let events = sample_events("broadcast");
@@ -107,6 +108,11 @@ async fn the_fan_out_worker_delivers_a_stream_job() {
         let r = worker::handle(&app, event).await;
         assert!(r.batch_item_failures.is_empty(), "{name}");
         let got = poster.take();
+        if name.contains("twitch") {
+            // A relay job posts to no socket (relay.rs: to Helix).
+            assert!(got.is_empty(), "{name}");
+            continue;
+        }
         assert_eq!(got.len(), 1, "{name}");
         assert_eq!(got[0].1["topic"], "global");
     }

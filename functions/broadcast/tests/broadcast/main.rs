@@ -3,5 +3,6 @@
 
 mod api;
 mod events;
+mod relay;
 mod runtime;
 mod security;

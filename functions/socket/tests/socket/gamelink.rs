@@ -426,6 +426,7 @@ async fn a_polls_start_and_end_are_queued_timers() {
         timers: Some(queue.clone()),
         expiry: Default::default(),
         tokens: Default::default(),
+        relay: None,
     });
     let id = ConnectionId::parse("timed=").unwrap();
     let mut session = Session::opened(id, ClientId::parse(CLIENT_ID).unwrap(), now_secs());
@@ -496,11 +497,13 @@ async fn matches_through_the_lambda_entry<S: GameStore + Clone>(
             store,
             poster: poster.clone(),
             env: Env::Sandbox,
+            relay: None,
         }),
         poster: poster.clone(),
         timers: None,
         expiry: Default::default(),
         tokens: Default::default(),
+        relay: None,
     });
     let mut trips = Vec::new();
     let mut count = |what: &str| {

@@ -7,5 +7,6 @@ mod gamelink;
 mod lambda_path;
 mod openapi;
 mod realtime;
+mod relay;
 mod security;
 mod serve;

@@ -32,7 +32,7 @@ use crate::error::StoreError;
 use crate::gamelink::session::Session;
 use crate::ids::{ChannelId, ClientId, ConnectionId, UserId, ViewerId};
 use crate::realtime::Connection;
-use crate::realtime::job::{GameUpdate, Job, JobPart};
+use crate::realtime::job::{GameUpdate, Job, JobPart, RelayTarget};
 use crate::realtime::subscription::Subscription;
 use crate::store::ConnectionStore;
 use crate::store::layout::SINGLE;
@@ -308,6 +308,9 @@ fn job_part_key(part: &JobPart) -> String {
         JobPart::Shard(n) => format!("s:{n}"),
         JobPart::Retry(_) => format!("r:{}", crate::random::token_id(16)),
         JobPart::Subscribers(sub) => format!("g:{}", sub.encode()),
+        // A channel's relayed sends in order, whatever their topic: Twitch
+        // joins fragments per topic, and the channel's budget is one.
+        JobPart::Twitch(t) => format!("t:{}", t.channel().map_or("*", |c| c.as_str())),
     }
 }
 
@@ -330,6 +333,7 @@ fn job_item(job: &Job, expires_at: i64) -> Item {
             );
             "r".to_string()
         }
+        JobPart::Twitch(t) => format!("t:{}", t.encode()),
         _ => part_key,
     };
     item.insert(JOB_PART.into(), s(part));
@@ -365,6 +369,7 @@ pub(super) fn job_from_image(image: &dyn JobImage) -> Option<Job> {
             ("c", ch) => JobPart::Channel(ChannelId::parse(ch).ok()?),
             ("s", n) => JobPart::Shard(n.parse().ok()?),
             ("g", sub) => JobPart::Subscribers(Subscription::decode(sub)?),
+            ("t", target) => JobPart::Twitch(RelayTarget::decode(target)?),
             _ => return None,
         },
     };
@@ -458,6 +463,11 @@ mod tests {
                 "state:channel",
             )),
             retry,
+            JobPart::Twitch(RelayTarget::Global),
+            JobPart::Twitch(RelayTarget::Channel(
+                ChannelId::parse("42").unwrap(),
+                crate::realtime::envelope::Topic::Whisper(ViewerId::parse("U9").unwrap()),
+            )),
         ] {
             let j = job(part);
             assert_eq!(job_from_image(&Image(job_item(&j, 100))), Some(j));
@@ -504,6 +514,16 @@ mod tests {
             16,
             "one extension-wide send's shards run in parallel"
         );
+        // A channel's relayed sends, broadcast or whisper, queue in one
+        // partition of their own (Twitch's budget is per channel).
+        let relay = |t| {
+            let target = RelayTarget::Channel(ChannelId::parse("42").unwrap(), t);
+            pk(&job_item(&job(JobPart::Twitch(target)), 1))
+        };
+        use crate::realtime::envelope::Topic;
+        let whisper = Topic::Whisper(ViewerId::parse("U1").unwrap());
+        assert_eq!(relay(Topic::Broadcast), relay(whisper));
+        assert_ne!(relay(Topic::Broadcast), pk(&a));
         let retry = || JobPart::Retry(vec![ConnectionId::parse("a").unwrap()]);
         assert_ne!(
             pk(&job_item(&job(retry()), 1)),
