@@ -32,6 +32,8 @@ pub struct Accepted {
     /// None for a global message.
     pub channel: Option<String>,
     pub message: String,
+    /// When it was accepted (latency figures).
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -90,6 +92,11 @@ impl HelixStandIn {
     /// The next answers are these statuses, whatever the request.
     pub fn fail_next(&self, statuses: &[u16]) {
         self.seen.lock().unwrap().faults.extend(statuses);
+    }
+
+    /// Whether answers are still queued to fail.
+    pub fn failing(&self) -> bool {
+        !self.seen.lock().unwrap().faults.is_empty()
     }
 
     pub fn accepted(&self) -> Vec<Accepted> {
@@ -254,5 +261,6 @@ fn check(config: &Config, headers: &HeaderMap, body: &str) -> Result<Accepted, (
         target,
         channel,
         message: message.to_string(),
+        at: std::time::Instant::now(),
     })
 }

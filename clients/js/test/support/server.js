@@ -42,7 +42,8 @@ function startServer(args = []) {
       if (url) {
         base = url[1];
       }
-      const id = line.match(/^\s+client id:\s+(\S+)/);
+      // The demo extension's id, or the first of those given with --extension.
+      const id = line.match(/^\s+client id:\s+(\S+)/) || line.match(/^\s+extensions:\s+([^,\s]+)/);
       if (id) {
         clientId = id[1];
       }
