@@ -99,15 +99,15 @@ fn forms() {
         ),
         (
             "12 KB incompressible",
-            envelope(json!({"t": noise(12 * 1024)})),
+            envelope(json!({"t": medkit::testing::incompressible(12 * 1024)})),
         ),
         (
             "40 KB incompressible",
-            envelope(json!({"t": noise(40 * 1024)})),
+            envelope(json!({"t": medkit::testing::incompressible(40 * 1024)})),
         ),
         (
             "200 KB incompressible",
-            envelope(json!({"t": noise(200 * 1024)})),
+            envelope(json!({"t": medkit::testing::incompressible(200 * 1024)})),
         ),
     ];
     for (label, e) in cases {
@@ -133,19 +133,6 @@ fn forms() {
             ),
         }
     }
-}
-
-/// Letters zlib cannot shrink much.
-fn noise(n: usize) -> String {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
 }
 
 struct Times {

@@ -159,17 +159,8 @@ mod tests {
     use super::*;
 
     fn envelope(data_bytes: usize, random: bool) -> String {
-        let text: String = if random {
-            // Incompressible enough: a pseudo-random walk over letters.
-            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-            (0..data_bytes)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'a' + (x % 26) as u8)
-                })
-                .collect()
+        let text = if random {
+            crate::testing::incompressible(data_bytes)
         } else {
             "a".repeat(data_bytes)
         };

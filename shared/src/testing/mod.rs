@@ -57,6 +57,20 @@ pub async fn dynamo_store(test: &str) -> Option<(DynamoStore, RoundTripCounter)>
     Some((store, counter))
 }
 
+/// `n` letters zlib cannot shrink much (a pseudo-random walk): payloads
+/// that must be fragmented rather than compressed.
+pub fn incompressible(n: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
 /// The test extension: client id and raw secret.
 pub const CLIENT_ID: &str = "testclient";
 pub const SECRET: &[u8] = b"test secret, never used outside tests";
