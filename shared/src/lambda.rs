@@ -12,8 +12,9 @@ use crate::delivery::local::{NoPoster, NoopNotifier};
 use crate::delivery::management::ManagementPoster;
 use crate::delivery::sqs::SqsTimers;
 use crate::delivery::timers::TimerQueue;
-use crate::delivery::twitch::TwitchRelay;
+use crate::delivery::twitch::{QueueingRelay, TwitchConfig, TwitchRelay};
 use crate::delivery::{Notifier, Poster, Relay};
+use crate::registry::Registry;
 use crate::store::dynamo::DynamoStore;
 
 /// What a Lambda entry point returns.
@@ -25,7 +26,10 @@ pub type Error = lambda_http::Error;
 /// Management API; without it they are dropped (logged at debug). A function
 /// that sets timers names its queue adapter (`timers`, [`SQS_TIMERS`]); the
 /// others link no queue client at all.
-pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, ConfigError> {
+pub async fn from_env(
+    timers: TimerWiring,
+    relay: RelayWiring,
+) -> Result<SharedApp<DynamoStore>, ConfigError> {
     let cfg = LambdaConfig::from_env()?;
     tracing::info!(env = cfg.env.as_str(), extensions = ?cfg.registry, tables = ?cfg.tables, ws = ?cfg.ws_endpoint, timers = ?cfg.timers_queue, twitch_relay = ?cfg.twitch, "configured");
     let conf = crate::aws::lambda_config()?;
@@ -33,14 +37,15 @@ pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, Con
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), cfg.tables).with_fanout_queue();
     // Every function that sends queues relay jobs; the fan-out worker posts them.
     let relay: Option<Arc<dyn Relay>> = match &cfg.twitch {
-        Some(twitch) => Some(Arc::new(
-            TwitchRelay::new(twitch, &cfg.registry, store.clone()).map_err(|reason| {
+        Some(twitch) => Some(match relay {
+            Some(deliver) => deliver(twitch, &cfg.registry, store.clone()).map_err(|reason| {
                 ConfigError::Invalid {
                     var: crate::config::ENV_TWITCH_RELAY,
                     reason,
                 }
             })?,
-        )),
+            None => Arc::new(QueueingRelay::new(twitch)),
+        }),
         None => None,
     };
     let (poster, notifier): (Arc<dyn Poster>, Arc<dyn Notifier>) = match &cfg.ws_endpoint {
@@ -79,6 +84,25 @@ pub async fn from_env(timers: TimerWiring) -> Result<SharedApp<DynamoStore>, Con
     }))
 }
 
+/// Whether a function posts relay jobs to Twitch: None for every function
+/// but the fan-out worker ([`HELIX`]); they only queue relay jobs, and so
+/// link no HTTP client and no root certificates of Twitch's.
+pub type RelayWiring =
+    Option<fn(&TwitchConfig, &Registry, DynamoStore) -> Result<Arc<dyn Relay>, String>>;
+
+/// Relay jobs posted to Helix (the fan-out worker).
+pub const HELIX: RelayWiring = Some(helix_relay);
+
+fn helix_relay(
+    config: &TwitchConfig,
+    registry: &Registry,
+    store: DynamoStore,
+) -> Result<Arc<dyn Relay>, String> {
+    Ok(Arc::new(
+        TwitchRelay::new(config, registry, store)?.with_helix(),
+    ))
+}
+
 /// How a function's timers are kept: None for a function that sets none,
 /// [`SQS_TIMERS`] for one that does.
 pub type TimerWiring = Option<fn(&aws_types::SdkConfig, &str) -> Arc<dyn TimerQueue>>;
@@ -98,12 +122,21 @@ pub async fn init(
     required: &[&'static str],
     timers: TimerWiring,
 ) -> Result<SharedApp<DynamoStore>, Error> {
+    init_with(required, timers, None).await
+}
+
+/// [`init`] for the function that posts relay jobs ([`HELIX`]).
+pub async fn init_with(
+    required: &[&'static str],
+    timers: TimerWiring,
+    relay: RelayWiring,
+) -> Result<SharedApp<DynamoStore>, Error> {
     crate::logging::init_json();
     let app = async {
         for var in required {
             require_set(var)?;
         }
-        from_env(timers).await
+        from_env(timers, relay).await
     }
     .await
     .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
@@ -168,8 +201,24 @@ where
     F: Fn(SharedApp<DynamoStore>, E) -> Fut,
     Fut: std::future::Future<Output = Handled<R>> + Send,
 {
+    run_events_with(required, timers, None, handle).await
+}
+
+/// [`run_events`] for the function that posts relay jobs ([`HELIX`]).
+pub async fn run_events_with<E, R, F, Fut>(
+    required: &[&'static str],
+    timers: TimerWiring,
+    relay: RelayWiring,
+    handle: F,
+) -> Result<(), Error>
+where
+    E: serde::de::DeserializeOwned + Send,
+    R: serde::Serialize + Send,
+    F: Fn(SharedApp<DynamoStore>, E) -> Fut,
+    Fut: std::future::Future<Output = Handled<R>> + Send,
+{
     use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
-    let app = init(required, timers).await?;
+    let app = init_with(required, timers, relay).await?;
     let handle = &handle;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {

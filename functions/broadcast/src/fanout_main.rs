@@ -6,9 +6,11 @@ use medkit::config::ENV_WS_ENDPOINT;
 
 #[tokio::main]
 async fn main() -> Result<(), medkit::lambda::Error> {
-    medkit::lambda::run_events(
+    // The one function that posts relay jobs to Twitch.
+    medkit::lambda::run_events_with(
         &[ENV_WS_ENDPOINT],
         None,
+        medkit::lambda::HELIX,
         medkit_broadcast::worker::invocation,
     )
     .await

@@ -514,7 +514,8 @@ fn twitch_relay<S: Store>(
         return Ok(None);
     };
     let relay = TwitchRelay::new(&config, registry, store.clone())
-        .map_err(|e| format!("--twitch-relay: {e}"))?;
+        .map_err(|e| format!("--twitch-relay: {e}"))?
+        .with_helix();
     println!(
         "  twitch relay: {} -> {}",
         config

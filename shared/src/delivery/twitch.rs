@@ -149,6 +149,42 @@ impl RelayCounts {
     }
 }
 
+/// The relay of a function that only queues relay jobs (every Lambda but
+/// the fan-out worker, whose store always queues): it knows which
+/// extensions are relayed, and nothing of Helix, so it links no HTTP
+/// client, signing or splitting.
+pub struct QueueingRelay {
+    relayed: Vec<ClientId>,
+}
+
+impl QueueingRelay {
+    pub fn new(config: &TwitchConfig) -> Self {
+        QueueingRelay {
+            relayed: config.owners.iter().map(|(c, _)| c.clone()).collect(),
+        }
+    }
+}
+
+impl Relay for QueueingRelay {
+    fn relays(&self, client: &ClientId) -> bool {
+        self.relayed.contains(client)
+    }
+
+    fn submit(&self, job: Job) {
+        tracing::error!(client = %job.client_id, "not relayed to Twitch: this function has no job queue and no Helix client");
+    }
+
+    fn deliver<'a>(&'a self, job: &'a Job) -> RelayFuture<'a> {
+        tracing::error!(client = %job.client_id, "not relayed to Twitch: only the fan-out worker posts relay jobs");
+        Box::pin(async {
+            RelayReport {
+                refused: 1,
+                ..RelayReport::default()
+            }
+        })
+    }
+}
+
 /// A relayed extension: its owner and the key its JWTs are signed with.
 struct Owner {
     user_id: String,
@@ -171,12 +207,13 @@ impl<L> Clone for TwitchRelay<L> {
 }
 
 struct Inner<L> {
-    endpoint: String,
+    helix_url: String,
     owners: HashMap<ClientId, Owner>,
     limits: L,
-    /// Built on first use: a function that only queues relay jobs never
-    /// pays for TLS set-up.
-    http: OnceLock<HttpClient>,
+    /// How requests reach Helix ([`TwitchRelay::with_helix`]); None in a
+    /// function that only queues relay jobs, which then links no HTTP
+    /// client and no roots.
+    helix: Option<Box<dyn HelixTransport>>,
     /// This process's queues, one per channel (and one for `global`).
     lanes: Mutex<HashMap<String, mpsc::Sender<Job>>>,
     counts: RelayCounts,
@@ -208,10 +245,10 @@ impl<L: LimitStore> TwitchRelay<L> {
         }
         Ok(TwitchRelay {
             inner: Arc::new(Inner {
-                endpoint: format!("{}/extensions/pubsub", config.helix_url),
+                helix_url: config.helix_url.clone(),
                 owners,
                 limits,
-                http: OnceLock::new(),
+                helix: None,
                 lanes: Mutex::new(HashMap::new()),
                 counts: RelayCounts::default(),
             }),
@@ -220,6 +257,49 @@ impl<L: LimitStore> TwitchRelay<L> {
 
     pub fn counts(&self) -> &RelayCounts {
         &self.inner.counts
+    }
+
+    /// The relay that posts to Helix (the fan-out worker, the dev server).
+    /// Without it, [`Relay::deliver`] can only log and drop: what a
+    /// function that queues relay jobs and never delivers one links.
+    pub fn with_helix(self) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_helix before the relay is shared"));
+        inner.helix = Some(Box::new(HyperHelix {
+            endpoint: format!("{}/extensions/pubsub", inner.helix_url),
+            http: OnceLock::new(),
+        }));
+        TwitchRelay {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+/// One POST to Helix's Send Extension PubSub Message.
+trait HelixTransport: Send + Sync {
+    fn post<'a>(
+        &'a self,
+        client: &'a ClientId,
+        jwt: &'a str,
+        body: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>> + Send + 'a>>;
+}
+
+/// Helix over hyper and rustls, the Mozilla roots compiled in.
+struct HyperHelix {
+    endpoint: String,
+    /// Built on first use.
+    http: OnceLock<HttpClient>,
+}
+
+impl HelixTransport for HyperHelix {
+    fn post<'a>(
+        &'a self,
+        client: &'a ClientId,
+        jwt: &'a str,
+        body: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>> + Send + 'a>> {
+        Box::pin(self.post_once(client, jwt, body))
     }
 }
 
@@ -370,10 +450,15 @@ impl<L: LimitStore> Inner<L> {
     ) -> Result<(), Failure> {
         let (topic, global) = pubsub::target_of(&target.topic());
         let body = pubsub::helix_body(target.channel(), &topic, global, message).to_string();
+        let Some(helix) = &self.helix else {
+            return Err(Failure::Refused(
+                "this function has no Helix client (only the fan-out worker posts)".into(),
+            ));
+        };
         let mut attempt = 0;
         loop {
             let jwt = self.sign(owner, target.channel(), &topic);
-            match self.post_once(client, &jwt, &body).await {
+            match helix.post(client, &jwt, &body).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Retry(reason, wait))
                     if attempt + 1 < ATTEMPTS && time_for(wait.max(backoff(attempt))) =>
@@ -395,7 +480,9 @@ impl<L: LimitStore> Inner<L> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &owner.key)
             .expect("HS256 signing cannot fail")
     }
+}
 
+impl HyperHelix {
     async fn post_once(&self, client: &ClientId, jwt: &str, body: &str) -> Result<(), Failure> {
         let request = http::Request::post(&self.endpoint)
             .header("Client-Id", client.as_str())

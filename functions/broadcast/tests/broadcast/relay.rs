@@ -58,7 +58,9 @@ fn relay_of(
     let config = TwitchConfig::parse([entry.as_str()], Some(&helix.base))
         .unwrap()
         .unwrap();
-    TwitchRelay::new(&config, registry, store).unwrap()
+    TwitchRelay::new(&config, registry, store)
+        .unwrap()
+        .with_helix()
 }
 
 fn envelope(event: &str, data: Value) -> String {
@@ -285,4 +287,26 @@ async fn the_fan_out_worker_relays_the_sample_job() {
         serde_json::from_str::<Value>(&got[0].message).unwrap()["data"],
         json!({"red": 5})
     );
+}
+
+/// Functions other than the fan-out worker only queue relay jobs: their
+/// relay knows which extensions are relayed and nothing of Helix (so their
+/// bootstraps link no HTTP client); a job handed to it is refused and
+/// counted, never posted.
+#[tokio::test]
+async fn a_queueing_relay_posts_nothing() {
+    use medkit::delivery::twitch::QueueingRelay;
+    let helix = HelixStandIn::start(CLIENT_ID, SECRET, OWNER).await;
+    let entry = format!("{CLIENT_ID}={OWNER}");
+    let config = TwitchConfig::parse([entry.as_str()], Some(&helix.base))
+        .unwrap()
+        .unwrap();
+    let relay = QueueingRelay::new(&config);
+    assert!(relay.relays(&client()));
+    assert!(!relay.relays(&ClientId::parse("other").unwrap()));
+    let r = relay
+        .deliver(&job(channel("10"), envelope("e", json!(1))))
+        .await;
+    assert_eq!((r.sent, r.refused), (0, 1));
+    assert!(helix.answers().is_empty());
 }
